@@ -1,0 +1,78 @@
+"""Tongyi DeepResearch's protocol: <think>, <tool_call>{json}</tool_call>, <tool_response>, <answer>.
+
+Observations go back as a *user* message wrapped in <tool_response>; generation stops before the
+model starts writing one itself. The protocol is kept exactly: the model only reproduces its
+results in its own format.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from tongyi_agent.agent.dialects.base import Dialect
+from tongyi_agent.agent.steps import ParsedTurn
+from tongyi_agent.llm.base import ChatMessage, ChatRequest, ChatResponse, ToolCall
+from tongyi_agent.tools.base import ToolRegistry
+
+_THINK = re.compile(r"<think>(.*?)(?:</think>|$)", re.S)
+_ANSWER = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.S)
+_TOOL_CALL = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.S)
+
+STOP = ["\n<tool_response>", "<tool_response>"]
+
+
+class TongyiDialect(Dialect):
+    name = "tongyi"
+
+    def system_prompt(self, instructions: str, tools: ToolRegistry) -> str:
+        listed = "\n".join(json.dumps(t.openai_schema()["function"], ensure_ascii=False) for t in tools)
+        return (
+            f"{instructions}\n\n"
+            "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+            f"You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n{listed}\n</tools>\n\n"
+            "For each function call, return a json object with function name and arguments within "
+            "<tool_call></tool_call> XML tags:\n<tool_call>\n"
+            '{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>\n\n'
+            "Think inside <think></think> before acting. When you have the answer, put it inside "
+            "<answer></answer> tags."
+        )
+
+    def request(self, tools: ToolRegistry, *, final: bool, grammar_ok: bool) -> ChatRequest:
+        return ChatRequest(stop=STOP)
+
+    def parse(self, response: ChatResponse, tool_names: set[str]) -> ParsedTurn:
+        text = response.content
+        thought = " ".join(m.strip() for m in _THINK.findall(text)) or (response.reasoning or "").strip()
+        body = _THINK.sub("", text)
+        answer = _ANSWER.search(body)
+        if answer:
+            return ParsedTurn(thought=thought, answer=answer.group(1).strip())
+        blocks = _TOOL_CALL.findall(body)
+        if not blocks:
+            # No protocol tags at all: the text is the answer, even if it looks like JSON; never loop on it.
+            plain = body.strip()
+            if plain:
+                return ParsedTurn(thought=thought, answer=plain)
+            return ParsedTurn(thought=thought, error="Your reply was empty. Call a tool or give <answer></answer>.")
+        calls = []
+        for n, block in enumerate(blocks):
+            try:
+                data = json.loads(block.strip())
+            except ValueError:
+                return ParsedTurn(thought=thought, error=f"The text inside <tool_call> was not valid JSON: "
+                                                         f"{block.strip()[:200]}")
+            if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+                return ParsedTurn(thought=thought, error='A tool call must be {"name": ..., "arguments": {...}}.')
+            arguments = data.get("arguments", {})
+            if isinstance(arguments, str):
+                try:
+                    arguments = json.loads(arguments)
+                except ValueError:
+                    arguments = {"_raw": arguments}
+            calls.append(ToolCall(id=f"call_{n}", name=data["name"], arguments=arguments))
+        return ParsedTurn(thought=thought, tool_calls=calls)
+
+    def observation_messages(self, results: list[tuple[ToolCall, str]]) -> list[ChatMessage]:
+        body = "\n".join(f"<tool_response>\n{output}\n</tool_response>" for _, output in results)
+        return [ChatMessage(role="user", content=body)]

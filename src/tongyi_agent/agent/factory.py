@@ -1,0 +1,22 @@
+"""Assemble an Agent from Settings: the model of the chosen profile, the tools, the dialect."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tongyi_agent.agent.dialects import get_dialect
+from tongyi_agent.agent.loop import Agent, AgentSpec
+from tongyi_agent.agent.steps import Step
+from tongyi_agent.config.settings import Settings, user_cache_dir
+from tongyi_agent.llm.registry import build_model
+from tongyi_agent.tools import default_registry
+
+
+def build_agent(settings: Settings, *, on_step: Callable[[Step], None] | None = None,
+                on_weights_progress: Callable[[int, int], None] | None = None) -> Agent:
+    profile = settings.profile
+    model = build_model(profile, settings.env, user_cache_dir(), on_weights_progress)
+    spec = AgentSpec(max_steps=settings.max_steps, max_tokens=settings.max_tokens,
+                     max_seconds=settings.timeout, context_tokens=profile.context_length,
+                     max_output_tokens=min(profile.max_output_tokens, profile.context_length // 4))
+    return Agent(model, default_registry(), get_dialect(profile.dialect), settings.root, spec, on_step=on_step)

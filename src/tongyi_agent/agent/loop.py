@@ -1,0 +1,139 @@
+"""The agent loop: ask the model, run the tools it asks for, repeat until it answers or a budget ends.
+
+Errors the model causes (malformed calls, bad arguments, repeats) are told to the model as
+observations. Errors of the backend raise ModelError to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tongyi_agent.agent.budget import Budget
+from tongyi_agent.agent.citations import select_sources, strip_model_sources
+from tongyi_agent.agent.context import cap_observation, fit_messages
+from tongyi_agent.agent.dialects import Dialect
+from tongyi_agent.agent.prompts import load_prompt
+from tongyi_agent.agent.steps import ModelStep, NoteStep, ParsedTurn, RunResult, Step, ToolStep
+from tongyi_agent.llm.base import ChatMessage, ChatModel, ToolCall, Usage
+from tongyi_agent.tools.base import SourceRef, ToolContext, ToolRegistry, ToolResult
+
+NOT_FOUND = "I could not find the answer in the files within the budget."
+
+
+@dataclass
+class AgentSpec:
+    """What to run: instructions, limits and the context window. Data, not behaviour."""
+
+    instructions: str = field(default_factory=lambda: load_prompt("system"))
+    max_steps: int = 8
+    max_tokens: int = 24000
+    max_seconds: float = 300.0
+    context_tokens: int = 4096
+    max_output_tokens: int = 512
+    max_observation_chars: int | None = None  # default: about 40 % of the context window
+
+    def observation_cap(self) -> int:
+        return self.max_observation_chars or int(self.context_tokens * 3.5 * 0.4)
+
+
+class Agent:
+    """Runs one question at a time against `model` with the tools of `tools`, confined to `root`."""
+
+    def __init__(self, model: ChatModel, tools: ToolRegistry, dialect: Dialect, root: Path,
+                 spec: AgentSpec | None = None, on_step: Callable[[Step], None] | None = None) -> None:
+        self.model = model
+        self.tools = tools
+        self.dialect = dialect
+        self.root = root
+        self.spec = spec or AgentSpec()
+        self.on_step = on_step
+
+    def run_sync(self, question: str, history: list[ChatMessage] | None = None) -> RunResult:
+        return asyncio.run(self.run(question, history))
+
+    async def run(self, question: str, history: list[ChatMessage] | None = None) -> RunResult:
+        spec = self.spec
+        budget = Budget(spec.max_steps, spec.max_tokens, spec.max_seconds)
+        messages = [ChatMessage("system", self.dialect.system_prompt(spec.instructions, self.tools)),
+                    *(history or []), ChatMessage("user", question)]
+        steps: list[Step] = []
+        usage = Usage()
+        returned: list[SourceRef] = []
+        seen_calls: set[str] = set()
+        repeats = 0
+        names = set(self.tools.names())
+        ctx = ToolContext(root=self.root)
+        forced_reason: str | None = None
+        answer: str | None = None
+
+        while answer is None:
+            forced_reason = forced_reason or budget.exhausted()
+            final = forced_reason is not None
+            if final:
+                messages.append(self._note(steps, load_prompt("forced_answer").format(reason=forced_reason)))
+            request = self.dialect.request(self.tools, final=final, grammar_ok=self.model.supports_grammar)
+            request.max_tokens = spec.max_output_tokens
+            started = time.monotonic()
+            response = await self.model.chat(fit_messages(messages, spec.context_tokens, spec.max_output_tokens),
+                                             request)
+            budget.spend(model_calls=1, tokens=response.usage.total_tokens)
+            usage.add(response.usage)
+            parsed = self.dialect.parse(response, set() if final else names)
+            self._emit(steps, ModelStep(len(steps), response, parsed, time.monotonic() - started, forced=final))
+            messages.append(self.dialect.assistant_message(response, parsed))
+
+            if final:
+                answer = parsed.answer or _salvage(parsed, response.content) or NOT_FOUND
+                break
+            if parsed.answer is not None and parsed.answer.strip():
+                answer = parsed.answer
+                break
+            if parsed.error or not parsed.tool_calls:
+                note = parsed.error or "Your reply was empty. Call a tool or give your final answer."
+                messages.append(self._note(steps, note))
+                continue
+
+            results: list[tuple[ToolCall, str]] = []
+            for call in parsed.tool_calls:
+                key = f"{call.name}:{json.dumps(call.arguments, sort_keys=True)}"
+                if key in seen_calls:
+                    repeats += 1
+                    guard = load_prompt("repeat_guard").format(tool=call.name)
+                    self._emit(steps, ToolStep(len(steps), call, ToolResult(guard, ok=False), 0.0, skipped="repeat"))
+                    results.append((call, guard))
+                    if repeats >= 2:
+                        forced_reason = "the same tool call was repeated"
+                    continue
+                seen_calls.add(key)
+                started = time.monotonic()
+                result = await self.tools.run(call.name, call.arguments, ctx)
+                self._emit(steps, ToolStep(len(steps), call, result, time.monotonic() - started))
+                returned.extend(result.sources)
+                results.append((call, cap_observation(result.output, spec.observation_cap())))
+            messages.extend(self.dialect.observation_messages(results))
+
+        answer = strip_model_sources(answer)
+        return RunResult(question=question, answer=answer, sources=select_sources(answer, question, returned),
+                         steps=steps, model=self.model.name, seconds=budget.elapsed, usage=usage,
+                         stop_reason="forced" if forced_reason else "answer")
+
+    def _emit(self, steps: list[Step], step: Step) -> None:
+        steps.append(step)
+        if self.on_step:
+            self.on_step(step)
+
+    def _note(self, steps: list[Step], text: str) -> ChatMessage:
+        """Record what the loop tells the model and return it as the dialect's message."""
+        self._emit(steps, NoteStep(len(steps), text))
+        return self.dialect.note_message(text)
+
+
+def _salvage(parsed: ParsedTurn, content: str) -> str | None:
+    """In a forced turn, prose without protocol tags still counts as the answer."""
+    text = (parsed.thought or content).strip()
+    return text or None

@@ -1,0 +1,81 @@
+"""A conversation with one agent: builds it on first use with visible progress, runs questions
+with a spinner or step lines, and keeps the turns for follow-up questions."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+from tongyi_agent.agent.factory import build_agent
+from tongyi_agent.agent.loop import Agent
+from tongyi_agent.agent.steps import RunResult, Step
+from tongyi_agent.cli.render import step_line
+from tongyi_agent.config import Settings
+from tongyi_agent.llm.base import ChatMessage
+
+MAX_HISTORY_TURNS = 3  # earlier turns are dropped: the embedded model has a 4k context
+
+
+class AgentSession:
+    def __init__(self, settings: Settings, console: Console, *, verbose: bool = False) -> None:
+        self.settings = settings
+        self.console = console  # progress and step lines go to stderr so stdout stays clean
+        self.verbose = verbose
+        self.turns: list[tuple[str, RunResult]] = []
+        self._agent: Agent | None = None
+        self._status = None
+
+    @property
+    def agent(self) -> Agent:
+        if self._agent is None:
+            self._agent = self._build()
+        return self._agent
+
+    def switch(self, settings: Settings) -> None:
+        self.settings = settings
+        self._agent = None
+        self._agent = self._build()
+
+    def clear(self) -> None:
+        self.turns.clear()
+
+    def _build(self) -> Agent:
+        progress = Progress(TextColumn("Assembling model weights (first run only)"), BarColumn(),
+                            DownloadColumn(), TimeRemainingColumn(), console=self.console, transient=True)
+        task: list[int] = []
+
+        def on_bytes(done: int, total: int) -> None:
+            if not task:
+                progress.start()
+                task.append(progress.add_task("weights", total=total))
+            progress.update(task[0], completed=done)
+
+        try:
+            with self.console.status(f"Loading {self.settings.profile.name} ({self.settings.profile.model_id})…"):
+                return build_agent(self.settings, on_step=self._on_step, on_weights_progress=on_bytes)
+        finally:
+            if task:
+                progress.stop()
+
+    def _on_step(self, step: Step) -> None:
+        if self.verbose:
+            self.console.print(step_line(step))
+        elif self._status is not None:
+            self._status.update(f"Working… step {step.index + 1}")
+
+    def ask(self, question: str) -> RunResult:
+        agent = self.agent
+        history: list[ChatMessage] = []
+        for previous, result in self.turns[-MAX_HISTORY_TURNS:]:
+            history += [ChatMessage("user", previous), ChatMessage("assistant", result.answer)]
+        if self.verbose:
+            result = agent.run_sync(question, history)
+        else:
+            with self.console.status("Working…") as status:
+                self._status = status
+                try:
+                    result = agent.run_sync(question, history)
+                finally:
+                    self._status = None
+        self.turns.append((question, result))
+        return result

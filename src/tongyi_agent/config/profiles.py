@@ -1,0 +1,66 @@
+"""A model profile: which model to talk to and how (one section of ``models.ini``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+# Tried in this order when a profile names no key variable, or the named one is unset: most
+# OpenAI-compatible servers accept OPENAI_API_KEY, and OpenRouter is the guide's default remote.
+FALLBACK_KEY_ENVS = ("OPENAI_API_KEY", "OPENROUTER_API_KEY")
+
+
+class ModelProfile(BaseModel):
+    # Unknown keys are errors: a typo such as `contxt_length` must not silently fall back to a default.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="Profile name (the INI section).")
+    provider: Literal["embedded", "openai"] = Field(
+        description="embedded: in-process llama.cpp; openai: any OpenAI-compatible API.")
+    model_id: str = Field(description="Model name sent to the API, or the embedded model's id.")
+    dialect: Literal["native", "tongyi", "react"] = Field(
+        "native", description="How the model writes tool calls.")
+    base_url: str | None = Field(None, description="API root for provider openai.")
+    base_url_env: str | None = Field(None, description="Environment variable that overrides base_url.")
+    api_key_env: str | None = Field(None, description="Environment variable holding the API key.")
+    # validate_default so the check below also runs when the key is absent.
+    weights: str | None = Field(None, validate_default=True,
+                                description="Packaged weights to load (provider embedded).")
+    context_length: int = Field(4096, gt=0, description="Tokens the model attends to.")
+    max_output_tokens: int = Field(1024, gt=0, description="Tokens allowed for one reply.")
+    temperature: float | None = Field(None, ge=0, le=2, description="Sampling temperature.")
+    top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling mass.")
+    timeout: float = Field(120.0, gt=0, description="Seconds for one request.")
+    max_retries: int = Field(3, ge=0, description="Retries on transient API errors.")
+    fallback_model_id: str | None = Field(None, description="Model name to try when model_id fails.")
+    description: str = Field("", description="One line shown in model listings.")
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_for_embedded(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None and info.data.get("provider") == "embedded":
+            raise ValueError("required when provider = embedded")
+        return value
+
+    @property
+    def is_remote(self) -> bool:
+        return self.provider == "openai"
+
+    def resolved_base_url(self, env: Mapping[str, str]) -> str | None:
+        """The variable named by ``base_url_env`` wins, so OPENROUTER_BASE_URL can point at a proxy."""
+        if self.base_url_env and env.get(self.base_url_env):
+            return env[self.base_url_env]
+        return self.base_url
+
+    def api_key_envs(self) -> tuple[str, ...]:
+        """Variables searched for the key, in order."""
+        names = (self.api_key_env,) if self.api_key_env else ()
+        return names + tuple(n for n in FALLBACK_KEY_ENVS if n != self.api_key_env)
+
+    def api_key(self, env: Mapping[str, str]) -> str | None:
+        for name in self.api_key_envs():
+            if env.get(name):
+                return env[name]
+        return None

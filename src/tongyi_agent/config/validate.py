@@ -1,0 +1,87 @@
+"""`tongyi-cli config check`: report on every config file, .env file and profile without raising."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from tongyi_agent.config.environment import env_files, merged_env, read_env_file
+from tongyi_agent.config.errors import ConfigError
+from tongyi_agent.config.ini import ModelsFile, merge, models_candidates, read_models_file
+from tongyi_agent.config.profiles import ModelProfile
+from tongyi_agent.config.settings import choose_profile_name, resolve_root, run_limits, user_config_dir
+
+Status = Literal["pass", "warn", "fail"]
+
+
+@dataclass(frozen=True)
+class CheckItem:
+    name: str
+    status: Status
+    detail: str
+
+
+def validate_config(root: Path | str, config_dir: Path | None = None,
+                    env: Mapping[str, str] | None = None) -> list[CheckItem]:
+    """One item per models.ini, .env file and profile, then the default/fallback choice and run limits.
+
+    Embedded weights are checked by the caller: this layer must not import the llm layer.
+    """
+    try:
+        root_path = resolve_root(root)
+    except ConfigError as err:
+        return [CheckItem("root", "fail", str(err))]
+    config_dir = user_config_dir(env) if config_dir is None else config_dir
+    items: list[CheckItem] = [CheckItem("root", "pass", str(root_path))]
+
+    layers: list[ModelsFile] = []
+    for path in models_candidates(root_path, config_dir):
+        if not path.is_file():
+            continue
+        try:
+            layer = read_models_file(path)
+        except ConfigError as err:
+            items.append(CheckItem(str(path), "fail", str(err)))
+            continue
+        layers.append(layer)
+        items.append(CheckItem(str(path), "pass", f"{len(layer.profiles)} profile(s)"))
+
+    for path in env_files(root_path, config_dir):
+        items.append(CheckItem(str(path), "pass", f"{len(read_env_file(path))} variable(s)"))
+    merged = merged_env(root_path, config_dir, env)
+
+    # Broken files are left out above, so the remaining layers still give a useful picture.
+    models = merge(layers)
+    items += [_check_profile(p, merged) for p in models.profiles.values()]
+
+    name, source = choose_profile_name(None, merged, models)
+    if name in models.profiles:
+        items.append(CheckItem("default profile", "pass", f"'{name}' (from {source})"))
+    else:
+        items.append(CheckItem("default profile", "fail", f"'{name}' (from {source}) is not defined"))
+    if models.fallback:
+        ok = models.fallback in models.profiles
+        items.append(CheckItem("fallback profile", "pass" if ok else "fail",
+                               f"'{models.fallback}'" + ("" if ok else " is not defined")))
+
+    try:
+        steps, seconds, tokens = run_limits(merged)
+        items.append(CheckItem("run limits", "pass",
+                               f"max_steps={steps}, timeout={seconds:g}s, max_tokens={tokens}"))
+    except ConfigError as err:
+        items.append(CheckItem("run limits", "fail", str(err)))
+    return items
+
+
+def _check_profile(profile: ModelProfile, env: Mapping[str, str]) -> CheckItem:
+    name = f"profile {profile.name}"
+    if not profile.is_remote:
+        return CheckItem(name, "pass", f"{profile.provider} {profile.model_id}")
+    url = profile.resolved_base_url(env) or "the provider's default URL"
+    if profile.api_key(env) is None:
+        # Only a warning: the profile is fine, it just cannot be used until the key is set.
+        wanted = " or ".join(profile.api_key_envs())
+        return CheckItem(name, "warn", f"no API key: set {wanted}")
+    return CheckItem(name, "pass", f"{profile.model_id} at {url}")

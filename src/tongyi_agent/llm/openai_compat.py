@@ -1,0 +1,309 @@
+"""ChatModel over any OpenAI-compatible Chat Completions server (OpenAI, OpenRouter, llama.cpp, vLLM...).
+
+Retries are ours, not the SDK's: the SDK's backoff base is a module constant (0.5 s) that tests could not
+shorten, and we want one place that decides what is transient (429, 408, 5xx, connection errors,
+time-outs). The SDK client is therefore built with ``max_retries=0``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from tongyi_agent.llm.base import ChatMessage, ChatRequest, ChatResponse, ModelError, ToolCall, Usage
+from tongyi_agent.llm.text_tool_calls import parse_tool_calls_from_text
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+
+# Local servers (llama.cpp, vLLM) need no key, but the SDK refuses to build a client without one and
+# would otherwise fall back to OPENAI_API_KEY from the environment — the config layer decides keys, not us.
+_NO_KEY = "sk-no-key-required"
+# A Retry-After longer than this is a quota reset, not a hiccup: fail (or fall back) instead of hanging.
+_MAX_RETRY_AFTER = 60.0
+_MAX_ERROR_DETAIL = 300
+
+
+class _Attempt(Exception):
+    """One model id failed for good; carries a one-line, key-free description."""
+
+    def __init__(self, detail: str, *, fall_back: bool) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.fall_back = fall_back
+
+
+def _estimate_tokens(text: str) -> int:
+    return len(text) // 4
+
+
+def to_openai_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
+    """Our messages in the wire shape strict servers accept."""
+    out: list[dict[str, Any]] = []
+    for msg in messages:
+        item: dict[str, Any] = {"role": msg.role, "content": msg.content or ""}
+        if msg.role == "assistant" and msg.tool_calls:
+            # content stays "" (never null): llama.cpp's server answers 500 to null content here.
+            item["tool_calls"] = [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    # Always valid JSON, even for {"_raw": ...} arguments: servers that render templates
+                    # parse these strings and fail on broken ones.
+                    "function": {
+                        "name": call.name,
+                        "arguments": json.dumps(call.arguments, ensure_ascii=False),
+                    },
+                }
+                for call in msg.tool_calls
+            ]
+        elif msg.role == "tool":
+            if not msg.tool_call_id:
+                raise ModelError("tool message without tool_call_id cannot be sent to an OpenAI-style server")
+            item["tool_call_id"] = msg.tool_call_id
+        # `name` is defined for system/user/assistant only; strict servers reject it elsewhere.
+        if msg.name and msg.role in ("system", "user", "assistant"):
+            item["name"] = msg.name
+        out.append(item)
+    return out
+
+
+def _tool_names(tools: list[dict[str, Any]]) -> set[str]:
+    names: set[str] = set()
+    for tool in tools:
+        fn = tool.get("function", tool)
+        if isinstance(fn, dict) and isinstance(fn.get("name"), str):
+            names.add(fn["name"])
+    return names
+
+
+def _decode_arguments(raw: Any) -> dict[str, Any]:
+    if isinstance(raw, dict):
+        return raw
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return {}
+    try:
+        value = json.loads(raw)
+    except (TypeError, ValueError):
+        return {"_raw": str(raw)}
+    return value if isinstance(value, dict) else {"_raw": str(raw)}
+
+
+def from_openai_completion(
+    data: dict[str, Any], messages: list[ChatMessage], request: ChatRequest, fallback_model: str
+) -> ChatResponse:
+    """A Chat Completions response body (as a dict) in our shape."""
+    choices = data.get("choices") or []
+    if not choices:
+        raise ModelError(f"{fallback_model}: response had no choices")
+    choice = choices[0]
+    message = choice.get("message") or {}
+    content = message.get("content") or ""
+    tool_calls = [
+        ToolCall(
+            id=str(call.get("id") or f"call_{n}"),
+            name=str((call.get("function") or {}).get("name", "")),
+            arguments=_decode_arguments((call.get("function") or {}).get("arguments")),
+        )
+        for n, call in enumerate(message.get("tool_calls") or [], start=1)
+        if isinstance(call, dict)
+    ]
+    if request.tools and not tool_calls and content:
+        tool_calls, content = parse_tool_calls_from_text(content, _tool_names(request.tools))
+
+    reasoning = message.get("reasoning") or message.get("reasoning_content") or None
+    usage_data = data.get("usage") or {}
+    if usage_data:
+        usage = Usage(
+            input_tokens=int(usage_data.get("prompt_tokens") or 0),
+            output_tokens=int(usage_data.get("completion_tokens") or 0),
+        )
+    else:
+        # Some servers omit usage; an estimate keeps token budgets meaningful rather than free.
+        usage = Usage(
+            input_tokens=sum(_estimate_tokens(m.content) for m in messages),
+            output_tokens=_estimate_tokens(message.get("content") or ""),
+        )
+    return ChatResponse(
+        content=content,
+        tool_calls=tool_calls,
+        usage=usage,
+        model=str(data.get("model") or fallback_model),
+        finish_reason=choice.get("finish_reason"),
+        reasoning=reasoning if isinstance(reasoning, str) else None,
+    )
+
+
+class OpenAICompatBackend:
+    """ChatModel for an OpenAI-compatible server. `name` is the primary model id."""
+
+    supports_grammar = False
+
+    def __init__(
+        self,
+        model_id: str,
+        base_url: str,
+        api_key: str | None,
+        *,
+        timeout: float = 60.0,
+        max_retries: int = 3,
+        fallback_model_id: str | None = None,
+        default_temperature: float | None = None,
+        default_top_p: float | None = None,
+        extra_body: dict[str, Any] | None = None,
+        backoff_base: float = 0.5,
+        backoff_max: float = 8.0,
+    ) -> None:
+        if max_retries < 0:
+            raise ValueError("max_retries must be >= 0")
+        self.name = model_id
+        self.base_url = base_url
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.fallback_model_id = fallback_model_id
+        self.default_temperature = default_temperature
+        self.default_top_p = default_top_p
+        self.extra_body = dict(extra_body or {})
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self._api_key = api_key or _NO_KEY
+        self._host = urlsplit(base_url).netloc or base_url
+        self._client: AsyncOpenAI | None = None
+
+    def __repr__(self) -> str:  # no key here, ever
+        return f"OpenAICompatBackend(model_id={self.name!r}, base_url={self.base_url!r})"
+
+    def _get_client(self) -> AsyncOpenAI:
+        # Imported here: the SDK takes ~0.5 s to import and most commands never talk to a remote model.
+        if self._client is None:
+            from openai import AsyncOpenAI
+
+            self._client = AsyncOpenAI(
+                api_key=self._api_key, base_url=self.base_url, timeout=self.timeout, max_retries=0
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    def _payload(self, messages: list[ChatMessage], request: ChatRequest) -> dict[str, Any]:
+        payload: dict[str, Any] = {"messages": to_openai_messages(messages)}
+        if request.tools:
+            payload["tools"] = request.tools
+            payload["tool_choice"] = "auto"
+        if request.stop:
+            payload["stop"] = request.stop
+        if request.max_tokens is not None:
+            payload["max_tokens"] = request.max_tokens
+        temperature = request.temperature if request.temperature is not None else self.default_temperature
+        if temperature is not None:
+            payload["temperature"] = temperature
+        top_p = request.top_p if request.top_p is not None else self.default_top_p
+        if top_p is not None:
+            payload["top_p"] = top_p
+        if self.extra_body:
+            payload["extra_body"] = self.extra_body
+        return payload
+
+    async def chat(self, messages: list[ChatMessage], request: ChatRequest | None = None) -> ChatResponse:
+        request = request or ChatRequest()
+        payload = self._payload(messages, request)
+        try:
+            data = await self._call_with_retries(self.name, payload)
+        except _Attempt as primary:
+            if not (self.fallback_model_id and primary.fall_back):
+                raise ModelError(primary.detail) from None
+            try:
+                data = await self._call_with_retries(self.fallback_model_id, payload)
+            except _Attempt as fallback:
+                raise ModelError(f"{primary.detail}; fallback {fallback.detail}") from None
+        return from_openai_completion(data, messages, request, self.name)
+
+    def _backoff(self, attempt: int) -> float:
+        # Jitter (75-100 %) keeps parallel agents from retrying in lockstep.
+        return min(self.backoff_base * 2**attempt, self.backoff_max) * (0.75 + 0.25 * random.random())
+
+    async def _call_with_retries(self, model_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        import openai
+
+        client = self._get_client()
+        for attempt in range(self.max_retries + 1):
+            last = attempt == self.max_retries
+            try:
+                completion = await client.chat.completions.create(model=model_id, **payload)
+            except openai.APIStatusError as err:
+                status = err.status_code
+                detail = f"{model_id} at {self._host}: HTTP {status}: {self._server_message(err)}"
+                transient = status in (408, 429) or status >= 500
+                delay = self._retry_after(err) if transient else None
+                if not transient or last or (delay is not None and delay > _MAX_RETRY_AFTER):
+                    # Auth failures would fail the same way on the fallback model; anything else may not.
+                    raise _Attempt(self._scrub(detail), fall_back=status not in (401, 403)) from None
+                await asyncio.sleep(delay if delay is not None else self._backoff(attempt))
+            except openai.APITimeoutError:
+                if last:
+                    raise _Attempt(
+                        f"{model_id} at {self._host}: timed out after {self.timeout:g}s", fall_back=True
+                    ) from None
+                await asyncio.sleep(self._backoff(attempt))
+            except openai.APIConnectionError as err:
+                if last:
+                    cause = err.__cause__ or err
+                    raise _Attempt(
+                        self._scrub(f"{model_id} at {self._host}: connection failed: {cause}"), fall_back=True
+                    ) from None
+                await asyncio.sleep(self._backoff(attempt))
+            except openai.OpenAIError as err:  # e.g. a body the SDK cannot parse; retrying will not help
+                raise _Attempt(self._scrub(f"{model_id} at {self._host}: {err}"), fall_back=True) from None
+            else:
+                if not hasattr(completion, "to_dict"):  # the SDK hands back raw text for non-JSON bodies
+                    raise _Attempt(f"{model_id} at {self._host}: response was not JSON", fall_back=True)
+                # Extra fields (OpenRouter's `reasoning`, llama.cpp's `reasoning_content`) survive to_dict.
+                return completion.to_dict()
+        raise AssertionError("unreachable")  # the loop always returns or raises
+
+    @staticmethod
+    def _retry_after(err: Any) -> float | None:
+        headers = err.response.headers
+        for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+            value = headers.get(name)
+            if value is None:
+                continue
+            try:
+                return max(0.0, float(value) * scale)
+            except ValueError:
+                pass
+            try:  # HTTP-date form
+                from email.utils import parsedate_to_datetime
+
+                return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+            except (TypeError, ValueError):
+                pass
+        return None
+
+    @staticmethod
+    def _server_message(err: Any) -> str:
+        body = err.body
+        if isinstance(body, dict):
+            message = body.get("message") or body.get("error") or body.get("detail")
+            if message:
+                return str(message)
+        if isinstance(body, str) and body.strip():
+            return body
+        return str(getattr(err, "message", "") or "no error message")
+
+    def _scrub(self, text: str) -> str:
+        """One line, bounded, and never the API key (servers sometimes echo it in auth errors)."""
+        if self._api_key and self._api_key != _NO_KEY:
+            text = text.replace(self._api_key, "***")
+        text = re.sub(r"\s+", " ", text).strip()
+        if len(text) > _MAX_ERROR_DETAIL:
+            text = text[: _MAX_ERROR_DETAIL - 3] + "..."
+        return text

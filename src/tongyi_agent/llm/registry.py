@@ -1,0 +1,61 @@
+"""Build a ChatModel from a model profile. SDKs and the embedded runtime load lazily."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from urllib.parse import urlparse
+
+from tongyi_agent.config.profiles import ModelProfile
+from tongyi_agent.llm.base import ChatModel, ModelError
+from tongyi_agent.llm.weights import WEIGHT_SETS, WeightsError, ensure_weights
+
+# Loaded embedded models stay in memory for the process: the REPL may switch back and forth.
+_LOADED: dict[tuple[str, int], ChatModel] = {}
+
+_LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
+
+
+def build_model(profile: ModelProfile, env: Mapping[str, str], cache_dir: Path,
+                progress: Callable[[int, int], None] | None = None) -> ChatModel:
+    """The backend for `profile`; raises ModelError with a one-line reason when it cannot be used."""
+    if profile.provider == "embedded":
+        return _embedded(profile, cache_dir, progress)
+    return _openai(profile, env)
+
+
+def _embedded(profile: ModelProfile, cache_dir: Path,
+              progress: Callable[[int, int], None] | None) -> ChatModel:
+    weight_set = WEIGHT_SETS.get(profile.weights or "")
+    if weight_set is None:
+        raise ModelError(f"profile {profile.name}: unknown weights {profile.weights!r}; "
+                         f"known: {', '.join(WEIGHT_SETS)}")
+    try:
+        path = ensure_weights(weight_set, cache_dir, progress)
+    except WeightsError as exc:
+        raise ModelError(str(exc)) from exc
+    key = (str(path), profile.context_length)
+    if key not in _LOADED:
+        from tongyi_agent.llm.embedded import EmbeddedBackend
+
+        _LOADED[key] = EmbeddedBackend(path, name=profile.model_id, n_ctx=profile.context_length,
+                                       max_output_tokens=profile.max_output_tokens,
+                                       temperature=profile.temperature or 0.0)
+    return _LOADED[key]
+
+
+def _openai(profile: ModelProfile, env: Mapping[str, str]) -> ChatModel:
+    from tongyi_agent.llm.openai_compat import OpenAICompatBackend
+
+    base_url = profile.resolved_base_url(env)
+    if not base_url:
+        raise ModelError(f"profile {profile.name} has no base_url; set it in models.ini or use --base-url")
+    api_key = profile.api_key(env)
+    if api_key is None:
+        if (urlparse(base_url).hostname or "") not in _LOCAL_HOSTS:
+            names = " or ".join(profile.api_key_envs())
+            raise ModelError(f"profile {profile.name} needs an API key: set {names} (in the environment or .env)")
+        api_key = "not-needed"  # local servers (llama.cpp, vLLM, Ollama) accept any key
+    return OpenAICompatBackend(profile.model_id, base_url, api_key, timeout=profile.timeout,
+                               max_retries=profile.max_retries, fallback_model_id=profile.fallback_model_id,
+                               default_temperature=profile.temperature, default_top_p=profile.top_p)

@@ -1,0 +1,107 @@
+"""Path confinement and file classification shared by the file tools.
+
+Every path a model names goes through `resolve_in_root`: the tools may only ever see files under the
+project root, whatever mix of absolute paths, `..` and symlinks the model produces.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pathspec import GitIgnoreSpec
+
+from tongyi_agent.tools.base import ToolError
+
+BINARY_SNIFF_BYTES = 8192
+
+
+def resolve_in_root(root: Path, path: str) -> Path:
+    """Resolve `path` (relative to `root`, or absolute inside it) and refuse anything outside `root`.
+
+    The returned path is fully resolved, so a symlink whose target leaves the root is refused too.
+    It need not exist: callers report missing files in their own words.
+    """
+    root_resolved = root.resolve()
+    raw = path.strip() or "."
+    candidate = Path(raw)
+    if not candidate.is_absolute():
+        candidate = root_resolved / candidate
+    try:
+        resolved = candidate.resolve()
+    except (OSError, ValueError, RuntimeError) as exc:  # NUL bytes, symlink loops
+        raise ToolError(f"path {path!r} cannot be used: {exc}") from exc
+    if resolved.is_relative_to(root_resolved):
+        return resolved
+    # Same test without following links tells the model *why* it was refused.
+    lexical = Path(os.path.normpath(candidate))
+    if lexical.is_relative_to(root_resolved):
+        raise ToolError(f"path {path!r} is a link that points outside the project root")
+    raise ToolError(f"path {path!r} is outside the project root")
+
+
+def relative_label(root: Path, path: Path) -> str:
+    """The posix path of `path` relative to `root`, as used in citations ("." for the root itself)."""
+    resolved_root = root.resolve()
+    try:
+        rel = path.relative_to(resolved_root)
+    except ValueError:
+        rel = path.resolve().relative_to(resolved_root)
+    return rel.as_posix()
+
+
+def is_binary(path: Path) -> bool:
+    """True when the first 8 KiB contain a NUL byte (the heuristic git and grep use)."""
+    with path.open("rb") as handle:
+        return b"\0" in handle.read(BINARY_SNIFF_BYTES)
+
+
+def read_lines(path: Path) -> list[str]:
+    """The file's lines without line endings, numbered the way editors and grep number them.
+
+    `str.splitlines` would also split on form feeds and Unicode separators and shift line numbers.
+    """
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
+
+
+@dataclass
+class GitIgnore:
+    """`.gitignore` rules of the root and of nested folders (loaded lazily, deeper files win)."""
+
+    root: Path
+    _specs: dict[str, GitIgnoreSpec | None] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, root: Path) -> GitIgnore:
+        ignore = cls(root.resolve())
+        ignore._spec_for("")
+        return ignore
+
+    def _spec_for(self, rel_dir: str) -> GitIgnoreSpec | None:
+        if rel_dir not in self._specs:
+            file = self.root / rel_dir / ".gitignore"
+            try:
+                lines = file.read_text(encoding="utf-8", errors="replace").splitlines()
+                self._specs[rel_dir] = GitIgnoreSpec.from_lines(lines)
+            except OSError:  # no such file, or unreadable: nothing ignored here
+                self._specs[rel_dir] = None
+        return self._specs[rel_dir]
+
+    def is_ignored(self, rel_path: str, *, is_dir: bool = False) -> bool:
+        """Whether the posix path relative to the root is ignored; `is_dir` makes `dir/` patterns apply."""
+        parts = [p for p in rel_path.split("/") if p not in ("", ".")]
+        ignored = False
+        for depth in range(len(parts)):
+            spec = self._spec_for("/".join(parts[:depth]))
+            if spec is None:
+                continue
+            sub = "/".join(parts[depth:]) + ("/" if is_dir else "")
+            decision = spec.check_file(sub).include
+            if decision is not None:  # a later (deeper) match, including `!negation`, overrides
+                ignored = decision
+        return ignored

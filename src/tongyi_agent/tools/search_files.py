@@ -1,0 +1,113 @@
+"""search_files: find the lines that mention a query, best matches first, with a line of context."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from tongyi_agent.tools.base import SourceRef, ToolContext, ToolError, ToolResult
+from tongyi_agent.tools.paths import read_lines, relative_label, resolve_in_root
+from tongyi_agent.tools.walk import iter_files
+
+MAX_HITS = 20
+MAX_FILE_BYTES = 2_000_000  # larger files are data dumps, not prose or code worth scanning
+MAX_SHOWN_CHARS = 300
+REGEX_CHARS = re.compile(r"[\\.^$*+?{}\[\]|()]")
+STOP_WORDS = frozenset({
+    "the", "and", "for", "are", "but", "not", "you", "all", "any", "can", "had", "her", "was", "one",
+    "our", "out", "has", "his", "how", "its", "may", "new", "now", "see", "who", "did", "does", "what",
+    "when", "where", "which", "why", "with", "this", "that", "from", "into", "have", "been", "will",
+    "would", "there", "their", "they", "them", "then", "than", "these", "those", "some", "such",
+    "about", "also", "only", "other", "over", "very", "just",
+})
+
+
+@dataclass(frozen=True)
+class _Query:
+    words: tuple[str, ...]
+    regex: re.Pattern[str] | None
+
+    @classmethod
+    def parse(cls, query: str) -> _Query:
+        regex = None
+        if REGEX_CHARS.search(query):
+            try:
+                regex = re.compile(query, re.IGNORECASE)
+            except re.error:
+                regex = None  # not a valid regex: the words still work
+        words = [w for w in re.findall(r"\w+", query.lower()) if len(w) >= 3 and w not in STOP_WORDS]
+        if not words and regex is None:
+            # Only short or stop words ("is", "C#"): search for the literal text rather than nothing.
+            words = [query.strip().lower()]
+        return cls(tuple(dict.fromkeys(words)), regex)
+
+    def score(self, line: str) -> int:
+        lowered = line.lower()
+        score = sum(1 for word in self.words if word in lowered)
+        if self.regex is not None and self.regex.search(line):
+            # A deliberate pattern outranks any mix of loose words.
+            score += len(self.words) + 1
+        return score
+
+
+@dataclass(frozen=True)
+class _Hit:
+    score: int
+    label: str
+    line: int
+    lines: tuple[str, ...]  # all lines of the file, for context
+
+    def render(self) -> str:
+        out = []
+        for number in range(max(1, self.line - 1), min(len(self.lines), self.line + 1) + 1):
+            sep = ":" if number == self.line else "-"
+            out.append(f"{self.label}{sep}{number}{sep} {_shorten(self.lines[number - 1])}")
+        return "\n".join(out)
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= MAX_SHOWN_CHARS else text[:MAX_SHOWN_CHARS] + " [...]"
+
+
+def _file_hits(query: _Query, root: Path, file: Path) -> list[_Hit]:
+    try:
+        if file.stat().st_size > MAX_FILE_BYTES:
+            return []
+        lines = tuple(read_lines(file))
+    except OSError:
+        return []
+    label = relative_label(root, file)
+    hits = []
+    for number, text in enumerate(lines, start=1):
+        score = query.score(text)
+        if score:
+            hits.append(_Hit(score, label, number, lines))
+    return hits
+
+
+def search_files(ctx: ToolContext, query: str, path: str = ".") -> ToolResult:
+    """Search text files for lines containing any of the query words (or matching a regex).
+
+    Args:
+        query: words to look for, or a regular expression
+        path: folder or file to search, relative to the project root
+    """
+    if not query.strip():
+        raise ToolError("query is empty; give words or a regular expression to search for")
+    start = resolve_in_root(ctx.root, path)
+    if not start.exists():
+        raise ToolError(f"no such file or folder: {path!r}; call list_files to see the project")
+    parsed = _Query.parse(query)
+    hits = [hit for file in iter_files(ctx.root, start) for hit in _file_hits(parsed, ctx.root, file)]
+    if not hits:
+        where = relative_label(ctx.root, start)
+        return ToolResult(output=f"no matches for {query!r} under {where!r}; try other words, "
+                                 f"or call list_files to see which files exist")
+    hits.sort(key=lambda h: (-h.score, h.label, h.line))
+    shown = hits[:MAX_HITS]
+    blocks = [hit.render() for hit in shown]
+    if len(hits) > MAX_HITS:
+        blocks.append(f"... {len(hits) - MAX_HITS} more matching lines; use more specific words or a path")
+    sources = [SourceRef(path=h.label, line=h.line, text=h.lines[h.line - 1]) for h in shown]
+    return ToolResult(output="\n--\n".join(blocks), sources=sources)
