@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import os
+from pathlib import Path
 
 import platformdirs
 import pytest
+
+from tests.fakes.fixtures import openai_server  # noqa: F401  (fixture)
 
 # Resolved before any test moves HOME: the assembled embedded model (1 GB) is shared, not rebuilt per test.
 REAL_CACHE_DIR = os.environ.get("TONGYI_CACHE_DIR") or platformdirs.user_cache_dir("tongyi-agent")

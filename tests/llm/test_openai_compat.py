@@ -272,3 +272,13 @@ def test_importing_the_backend_does_not_import_the_sdk() -> None:
     code = "import sys, tongyi_agent.llm.openai_compat; print('openai' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_backend_survives_successive_event_loops() -> None:
+    # The CLI runs one asyncio.run() per question with the same backend object.
+    import asyncio
+
+    with FakeOpenAIServer([{"content": "one"}, {"content": "two"}]) as server:
+        model = backend(server)
+        assert asyncio.run(model.chat(user("a"))).content == "one"
+        assert asyncio.run(model.chat(user("b"))).content == "two"

@@ -15,10 +15,10 @@ _TOKEN = re.compile(r"[A-Za-z_][\w.-]*[A-Za-z0-9]|\d+(?:[.,:]\d+)*")
 _CITED = re.compile(r"([\w./-]+\.\w+):(\d+)")
 _SOURCES_BLOCK = re.compile(r"\n\s*(?:\*\*)?Sources?(?:\*\*)?\s*:?\s*\n(?:\s*[-*\d.].*\n?)*\s*$", re.I)
 _STOP = set(
-    "the and for are was were with that this from into have has had not but you your our its their "
-    "there what which who when where how why does did can could would should will file files line "
-    "lines answer found project folder value named called given also than then them they these those "
-    "about over under more most some any all each per use used using".split()
+    """the and for are was were with that this from into have has had not but you your our its their there
+    what which who when where how why does did can could would should will file files line lines answer
+    found project folder value named called given also than then them they these those about over under
+    more most some any all each per use used using""".split()
 )
 MAX_SOURCES = 5
 

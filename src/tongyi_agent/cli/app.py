@@ -17,7 +17,7 @@ from tongyi_agent import __version__
 from tongyi_agent.config import ConfigError, Settings, load_settings
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
-out = Console(highlight=False)
+out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
 
 EXIT_FAILED = 1

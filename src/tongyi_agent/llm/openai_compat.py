@@ -174,18 +174,23 @@ class OpenAICompatBackend:
         self._api_key = api_key or _NO_KEY
         self._host = urlsplit(base_url).netloc or base_url
         self._client: AsyncOpenAI | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:  # no key here, ever
         return f"OpenAICompatBackend(model_id={self.name!r}, base_url={self.base_url!r})"
 
     def _get_client(self) -> AsyncOpenAI:
         # Imported here: the SDK takes ~0.5 s to import and most commands never talk to a remote model.
-        if self._client is None:
+        # The client's connection pool belongs to the loop that first used it; a later asyncio.run()
+        # (one per CLI question) must not reuse sockets of a closed loop, so build one per loop.
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
             from openai import AsyncOpenAI
 
             self._client = AsyncOpenAI(
                 api_key=self._api_key, base_url=self.base_url, timeout=self.timeout, max_retries=0
             )
+            self._client_loop = loop
         return self._client
 
     async def aclose(self) -> None:
