@@ -18,7 +18,7 @@ from tongyi_agent.config import ConfigError, Settings, load_settings
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
 out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2

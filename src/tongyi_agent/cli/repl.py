@@ -23,13 +23,19 @@ COMMANDS = {
     "/exit": "leave (also /quit, Ctrl-D)",
 }
 ALIASES = {"/quit": "/exit"}
+TAKES_ARGUMENT = {"/model"}
 
 
 def split_command(line: str) -> tuple[str, str] | None:
-    """(command, argument) when the line is a command, else None."""
+    """(command, argument) when the line is a command, else None.
+
+    `/history of the project?` is a question: only commands that take an argument may have one.
+    """
     word, _, rest = line.strip().partition(" ")
     word = ALIASES.get(word.lower(), word.lower())
-    return (word, rest.strip()) if word in COMMANDS else None
+    if word not in COMMANDS or (rest.strip() and word not in TAKES_ARGUMENT):
+        return None
+    return word, rest.strip()
 
 
 def run_repl(settings: Settings, out: Console, err: Console, *, verbose: bool = False) -> int:

@@ -1,0 +1,45 @@
+"""End to end on the real embedded model (Qwen2.5-Coder-1.5B, offline): the README's first command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.embedded
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tongyi_agent", *args], capture_output=True, text=True,
+                          timeout=600, cwd=cwd)
+
+
+def test_demo_question_gets_cited_answer(tmp_path: Path) -> None:
+    done = _cli("--root", str(REPO / "examples" / "demo"), "Which port does the billing service listen on?",
+                cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    answer, _, rest = done.stdout.partition("Sources:")
+    assert "8443" in answer
+    assert "services/billing.md:7" in rest
+
+
+def test_json_answer_on_generated_folder(tmp_path: Path) -> None:
+    root = tmp_path / "lab"
+    (root / "protocols").mkdir(parents=True)
+    (root / "protocols" / "centrifuge.txt").write_text(
+        "Centrifuge protocol\n\nSpin the samples at 4200 rpm for 12 minutes at 4 degrees.\n")
+    (root / "inventory.csv").write_text("item,count\npipette tips,40\nfalcon tubes,120\n")
+    done = _cli("--root", str(root), "--json", "At how many rpm are samples centrifuged?", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert "4200" in data["answer"]
+    assert {"path": "protocols/centrifuge.txt", "line": 3,
+            "text": "Spin the samples at 4200 rpm for 12 minutes at 4 degrees."} in data["sources"]
+    assert data["model"] == "qwen2.5-coder-1.5b-instruct-q4_k_m"
+    assert data["usage"]["model_calls"] >= 2  # it looked before answering
+    assert any(step["type"] == "tool" and step["ok"] for step in data["steps"])
