@@ -138,3 +138,17 @@ def test_tools_and_help_need_no_model(tmp_path: Path) -> None:
                             timeout=60, cwd=tmp_path)
     assert helped.returncode == 0
     assert "--root" in helped.stdout and "--json" in helped.stdout
+
+
+def test_run_falls_back_to_the_fallback_profile(runner: CliRunner, project: Path,
+                                                openai_server: FakeOpenAIServer) -> None:
+    (project / "models.ini").write_text(
+        "[models]\ndefault = primary\nfallback = backup\n\n"
+        f"[primary]\nprovider = openai\nbase_url = {openai_server.base_url}\nmodel_id = big\nmax_retries = 0\n\n"
+        f"[backup]\nprovider = openai\nbase_url = {openai_server.base_url}\nmodel_id = small\nmax_retries = 0\n")
+    openai_server.add({"status": 500, "body": {"error": {"message": "overloaded"}}}, ANSWER)
+    result = runner.invoke(app, ["--root", str(project), "--json", "Which port?"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["model"] == "small"
+    assert "retrying on fallback backup" in result.stderr
+    assert [r["model"] for r in openai_server.chat_requests] == ["big", "small"]

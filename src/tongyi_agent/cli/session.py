@@ -11,7 +11,7 @@ from tongyi_agent.agent.loop import Agent
 from tongyi_agent.agent.steps import RunResult, Step
 from tongyi_agent.cli.render import step_line
 from tongyi_agent.config import Settings
-from tongyi_agent.llm.base import ChatMessage
+from tongyi_agent.llm.base import ChatMessage, ModelError
 
 MAX_HISTORY_TURNS = 3  # earlier turns are dropped: the embedded model has a 4k context
 
@@ -64,6 +64,20 @@ class AgentSession:
             self._status.update(f"Working… step {step.index + 1}")
 
     def ask(self, question: str) -> RunResult:
+        """Answer with the chosen profile; if that run fails and `[models] fallback` names a profile,
+        run the question again on the fallback (per run, so one dialect serves a whole conversation)."""
+        try:
+            return self._ask(question)
+        except ModelError as exc:
+            fallback = self.settings.fallback_profile
+            if fallback is None or fallback.name == self.settings.profile.name:
+                raise
+            self.console.print(f"{self.settings.profile.name} failed ({exc}); retrying on fallback {fallback.name}",
+                               style="yellow", markup=False)
+            self.switch(self.settings.model_copy(update={"model": fallback.name, "profile": fallback}))
+            return self._ask(question)
+
+    def _ask(self, question: str) -> RunResult:
         agent = self.agent
         history: list[ChatMessage] = []
         for previous, result in self.turns[-MAX_HISTORY_TURNS:]:
