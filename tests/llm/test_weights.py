@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tongyi_agent.llm.weights import WeightSet, WeightsError, ensure_weights, weights_installed
+from tongyi_agent.llm.weights import WeightsError, WeightSet, ensure_weights, weights_installed
 
 
 def _fake_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunks: list[bytes]) -> tuple[str, ...]:
@@ -41,7 +41,7 @@ def test_assembles_in_order_and_verifies(tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_refuses_on_hash_mismatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ws = _weight_set(_fake_parts(tmp_path, monkeypatch, [b"x" * 10, b"y"]), "0" * 64)
-    with pytest.raises(WeightsError, match="failed verification.*refusing to load"):
+    with pytest.raises(WeightsError, match=r"failed verification.*refusing to load"):
         ensure_weights(ws, tmp_path / "cache")
     assert not (tmp_path / "cache" / "models" / "fake.gguf").exists()
     assert not list((tmp_path / "cache" / "models").glob("*.partial-*"))
@@ -66,5 +66,5 @@ def test_verified_file_is_reused_without_reassembly(tmp_path: Path, monkeypatch:
 def test_missing_package_names_the_fix(tmp_path: Path) -> None:
     ws = _weight_set(("no_such_weights_module_x",), "0" * 64)
     assert not weights_installed(ws)
-    with pytest.raises(WeightsError, match="not installed.*pip it"):
+    with pytest.raises(WeightsError, match=r"not installed.*pip it"):
         ensure_weights(ws, tmp_path / "cache")

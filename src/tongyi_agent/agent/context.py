@@ -10,6 +10,7 @@ from __future__ import annotations
 from tongyi_agent.llm.base import ChatMessage
 
 CHARS_PER_TOKEN = 3.5  # conservative for code and English with Qwen's tokenizer
+_SHORTENED = "\n[earlier output shortened to fit the context]"
 
 
 def cap_observation(text: str, max_chars: int) -> str:
@@ -29,10 +30,11 @@ def fit_messages(messages: list[ChatMessage], context_tokens: int, reserve_token
         if total <= budget_chars:
             break
         old = fitted[i]
-        keep = max(200, len(old.content) - (total - budget_chars))
-        if keep >= len(old.content):
+        # The marker counts too, or the shortened message still overshoots and the next one is cut as well.
+        keep = max(200, len(old.content) - (total - budget_chars) - len(_SHORTENED))
+        if keep + len(_SHORTENED) >= len(old.content):
             continue
-        short = old.content[:keep] + "\n[earlier output shortened to fit the context]"
+        short = old.content[:keep] + _SHORTENED
         fitted[i] = ChatMessage(role=old.role, content=short, tool_calls=old.tool_calls,
                                 tool_call_id=old.tool_call_id, name=old.name)
         total -= len(old.content) - len(short)

@@ -111,7 +111,7 @@ class Agent:
                     continue
                 seen_calls.add(key)
                 started = time.monotonic()
-                result = await self.tools.run(call.name, call.arguments, ctx)
+                result = await self.tools.run(call.name, call.arguments, ctx, call.id)
                 self._emit(steps, ToolStep(len(steps), call, result, time.monotonic() - started))
                 returned.extend(result.sources)
                 results.append((call, cap_observation(result.output, spec.observation_cap())))
@@ -135,5 +135,6 @@ class Agent:
 
 def _salvage(parsed: ParsedTurn, content: str) -> str | None:
     """In a forced turn, prose without protocol tags still counts as the answer."""
-    text = (parsed.thought or content).strip()
+    # When the turn parsed as tool calls, the content is protocol text (<tool_call>...): never the answer.
+    text = (parsed.thought if parsed.tool_calls else parsed.thought or content).strip()
     return text or None

@@ -48,7 +48,8 @@ def main_command(
         "Any OpenAI-compatible server (vLLM, Ollama, llama.cpp server, OpenRouter); use with --model-id."))]
     = None,
     model_id: Annotated[str | None, typer.Option(help="Model name to request from the server.")] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Most model calls per question (default 8).")] = None,
+    max_steps: Annotated[int | None, typer.Option(
+        help="Model calls per question before the answer is forced (default 8).")] = None,
     timeout: Annotated[float | None, typer.Option(help="Seconds per question before a forced answer (default 300).")]
     = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print each step as it happens.")] = False,

@@ -204,8 +204,10 @@ class ToolRegistry:
     def openai_schemas(self) -> list[dict[str, Any]]:
         return [tool.openai_schema() for tool in self]
 
-    async def run(self, name: str, arguments: Any, ctx: ToolContext) -> ToolResult:
-        """Run one call. Unknown tools, bad arguments, tool errors and time-outs become error results."""
+    async def run(self, name: str, arguments: Any, ctx: ToolContext, call_id: str | None = None) -> ToolResult:
+        """Run one call; `call_id` is the model's id for it, for recorders.
+
+        Unknown tools, bad arguments, tool errors and time-outs become error results."""
         tool = self._tools.get(name)
         if tool is None:
             return ToolResult.error(f"unknown tool {name!r}; available tools: {', '.join(self._tools)}")

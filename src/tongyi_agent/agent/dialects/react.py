@@ -55,6 +55,8 @@ class ReactDialect(Dialect):
             try:
                 arguments = json.JSONDecoder().raw_decode(raw)[0] if raw else {}
             except ValueError:
+                arguments = None
+            if not isinstance(arguments, dict):
                 return ParsedTurn(thought=thought, error=f"Action Input must be a JSON object, got: {raw[:200]}")
             return ParsedTurn(thought=thought, tool_calls=[ToolCall(id="call_0", name=action.group(1),
                                                                     arguments=arguments)])

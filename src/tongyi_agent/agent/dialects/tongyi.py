@@ -7,6 +7,7 @@ results in its own format.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 
@@ -67,10 +68,11 @@ class TongyiDialect(Dialect):
                 return ParsedTurn(thought=thought, error='A tool call must be {"name": ..., "arguments": {...}}.')
             arguments = data.get("arguments", {})
             if isinstance(arguments, str):
-                try:
-                    arguments = json.loads(arguments)
-                except ValueError:
-                    arguments = {"_raw": arguments}
+                with contextlib.suppress(ValueError):  # undecodable text stays a str: reported below
+                    arguments = json.loads(arguments) if arguments.strip() else {}
+            if not isinstance(arguments, dict):
+                return ParsedTurn(thought=thought, error=f"The arguments of your {data['name']} call must be a "
+                                                         f"JSON object, got: {json.dumps(arguments)[:200]}")
             calls.append(ToolCall(id=f"call_{n}", name=data["name"], arguments=arguments))
         return ParsedTurn(thought=thought, tool_calls=calls)
 

@@ -1,0 +1,206 @@
+"""Training settings from ``training_config.ini``, with precedence CLI > environment > INI > default.
+
+Unlike ``models.ini`` (profiles, replaced whole), these are settings: a higher-priority file
+overrides single keys and inherits the rest from the files beneath it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tongyi_agent.config.errors import ConfigError
+from tongyi_agent.config.ini import _problem, _unknown, read_ini
+
+__all__ = [
+    "OPTIMIZATION_TARGETS",
+    "PACKAGED_TRAINING",
+    "SECTIONS",
+    "TRAINING_FILE",
+    "ExperimentsSettings",
+    "OptimizationScheduleSettings",
+    "PerformanceMetricsSettings",
+    "PromptOptimizationSettings",
+    "TrainingConfig",
+    "TrainingSettings",
+    "load_training_config",
+    "training_candidates",
+]
+
+TRAINING_FILE = "training_config.ini"
+PACKAGED_TRAINING = Path(__file__).parent / "defaults" / TRAINING_FILE
+OPTIMIZATION_TARGETS = ("research_efficiency", "response_quality", "tool_usage", "response_speed")
+
+TrainingMode = Literal["prompt", "rl", "sft"]
+OptimizationTarget = Literal["research_efficiency", "response_quality", "tool_usage", "response_speed"]
+
+# `package.module:function` (attribute may be dotted, e.g. `Class.method`) or `package.module.function`.
+_IDENT = r"[A-Za-z_]\w*"
+_DOTTED = re.compile(rf"{_IDENT}(?:\.{_IDENT})*:{_IDENT}(?:\.{_IDENT})*|{_IDENT}(?:\.{_IDENT})+")
+# Only the spellings the guide documents; a typo such as `ture` must not silently mean false.
+_ENV_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+class _Section(BaseModel):
+    # allow_inf_nan=False: `max_response_time = nan` would otherwise pass every bound check.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class TrainingSettings(_Section):
+    enabled: bool = Field(False, description="Record runs and learn from their rewards.")
+    mode: TrainingMode = Field("prompt", description="prompt | rl | sft.")
+    training_data_path: Path = Field(Path(".tongyi_training"),
+                                     description="Training data directory; relative to --root.")
+    reward_function: str | None = Field(None, description="Custom reward as `package.module:function`.")
+
+    @field_validator("reward_function")
+    @classmethod
+    def _dotted_path(cls, value: str | None) -> str | None:
+        # Checked for shape only: importing user code is the learn layer's job, at reward time.
+        if value is not None and not _DOTTED.fullmatch(value):
+            raise ValueError(f"expected a dotted path like 'package.module:function', got {value!r}")
+        return value
+
+
+class PromptOptimizationSettings(_Section):
+    optimization_target: OptimizationTarget = Field("response_quality", description="Reward to maximize.")
+    population_size: int = Field(4, gt=0, description="Candidate prompts kept per generation.")
+    max_iterations: int = Field(5, gt=0, description="Generations per optimization run.")
+
+
+class PerformanceMetricsSettings(_Section):
+    max_response_time: float = Field(60.0, gt=0, description="Seconds; response_speed is 0 at twice this.")
+    min_success_rate: float = Field(0.8, ge=0, le=1)
+    min_tool_efficiency: float = Field(0.7, ge=0, le=1)
+
+
+class ExperimentsSettings(_Section):
+    enable_ab_testing: bool = False
+    control_ratio: float = Field(0.5, ge=0, le=1, description="Fraction of runs on the control prompt.")
+    experiment_duration: int = Field(100, gt=0, description="Runs before an experiment is decided.")
+
+
+class OptimizationScheduleSettings(_Section):
+    schedule: Literal["manual", "periodic"] = "manual"
+    periodic_interval: int = Field(50, gt=0, description="Recorded runs between periodic optimizations.")
+    trigger_on_performance_drop: bool = False
+    performance_threshold: float = Field(0.6, ge=0, le=1)
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    "training": TrainingSettings,
+    "prompt_optimization": PromptOptimizationSettings,
+    "performance_metrics": PerformanceMetricsSettings,
+    "experiments": ExperimentsSettings,
+    "optimization_schedule": OptimizationScheduleSettings,
+}
+
+
+class TrainingConfig(BaseModel):
+    """Every section of training_config.ini, resolved; ``files`` lists the INI files read, highest first."""
+
+    model_config = ConfigDict(frozen=True)
+
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    prompt_optimization: PromptOptimizationSettings = Field(default_factory=PromptOptimizationSettings)
+    performance_metrics: PerformanceMetricsSettings = Field(default_factory=PerformanceMetricsSettings)
+    experiments: ExperimentsSettings = Field(default_factory=ExperimentsSettings)
+    optimization_schedule: OptimizationScheduleSettings = Field(default_factory=OptimizationScheduleSettings)
+    files: list[Path] = Field(default_factory=list)
+
+    @property
+    def enabled(self) -> bool:
+        return self.training.enabled
+
+    @property
+    def mode(self) -> str:
+        return self.training.mode
+
+    def data_dir(self, root: Path | str) -> Path:
+        """The training data directory as an absolute path; a relative setting is under ``root``."""
+        path = self.training.training_data_path.expanduser()
+        return (path if path.is_absolute() else Path(root) / path).resolve()
+
+
+def training_candidates(root: Path, config_dir: Path) -> list[Path]:
+    """Where training_config.ini may live, highest priority first (existing or not)."""
+    seen: list[Path] = []
+    for path in (root / TRAINING_FILE, config_dir / TRAINING_FILE, PACKAGED_TRAINING):
+        if path.resolve() not in (p.resolve() for p in seen):
+            seen.append(path)
+    return seen
+
+
+def read_training_file(path: Path) -> dict[str, dict[str, str]]:
+    """One file's sections, with unknown sections and keys rejected here, where the file is known."""
+    sections = read_ini(path)
+    for section, values in sections.items():
+        if section not in SECTIONS:
+            close = difflib.get_close_matches(section, SECTIONS, n=1)
+            hint = f" (did you mean [{close[0]}]?)" if close else f"; known sections: {', '.join(SECTIONS)}"
+            raise ConfigError(f"{path} [{section}]: unknown section{hint}")
+        known = SECTIONS[section].model_fields
+        for key in values:
+            if key not in known:
+                raise ConfigError(f"{path} [{section}] {key}: {_unknown(key, known)}")
+    return sections
+
+
+# (value, where it came from): `where` is what an error message names, e.g. `file [section] key`.
+_Sourced = dict[str, tuple[Any, str]]
+
+
+def _validate(model: type[_Section], values: _Sourced) -> _Section:
+    # An empty value means the built-in default, so `reward_function =` in a higher layer switches
+    # off a lower layer's custom reward instead of failing the dotted-path check.
+    data = {key: value for key, (value, _) in values.items() if value != ""}
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        errors = err.errors()
+        first = errors[0]
+        key = str(first["loc"][0]) if first["loc"] else ""
+        where = values[key][1] if key in values else key
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ConfigError(f"{where}: {_problem(first)}{more}") from None
+
+
+def load_training_config(
+    root: Path,
+    config_dir: Path,
+    env: Mapping[str, str],
+    *,
+    enabled: bool | None = None,
+    mode: str | None = None,
+) -> TrainingConfig:
+    """Resolve training settings: CLI (``enabled``/``mode``) > env > INI (root > config dir > packaged)."""
+    files = [path for path in training_candidates(root, config_dir) if path.is_file()]
+    values: dict[str, _Sourced] = {name: {} for name in SECTIONS}
+    # Lowest priority first, so each higher layer overwrites single keys.
+    for path in reversed(files):
+        for section, keys in read_training_file(path).items():
+            for key, raw in keys.items():
+                values[section][key] = (raw, f"{path} [{section}] {key}")
+
+    training = values["training"]
+    raw_enabled = env.get("TONGYI_TRAINING_ENABLED", "").strip()
+    if raw_enabled:
+        if raw_enabled.lower() not in _ENV_BOOLS:
+            raise ConfigError(f"TONGYI_TRAINING_ENABLED: expected true/false/1/0/yes/no, got {raw_enabled!r}")
+        training["enabled"] = (_ENV_BOOLS[raw_enabled.lower()], "TONGYI_TRAINING_ENABLED")
+    for name, key in (("TONGYI_TRAINING_MODE", "mode"), ("TONGYI_TRAINING_PATH", "training_data_path")):
+        raw = env.get(name, "").strip()
+        if raw:
+            training[key] = (raw, name)
+    if enabled is not None:
+        training["enabled"] = (enabled, "--train")
+    if mode is not None:
+        training["mode"] = (mode, "--training-mode")
+
+    sections = {name: _validate(model, values[name]) for name, model in SECTIONS.items()}
+    return TrainingConfig.model_validate({**sections, "files": files})
