@@ -64,8 +64,12 @@ def test_sizes_are_human_readable(project: Path, ctx: ToolContext) -> None:
     assert "big.txt  (2.9 KB)" in list_files(ctx).output
 
 
-def test_missing_and_outside_paths_are_errors(ctx: ToolContext) -> None:
-    with pytest.raises(ToolError, match="no such file or folder"):
-        list_files(ctx, path="nowhere")
+def test_missing_folder_lists_whole_root_with_note(ctx: ToolContext) -> None:
+    result = list_files(ctx, path="nowhere")
+    assert result.output.startswith("Note: 'nowhere' does not exist; listed the whole project instead.")
+    assert result.output.count("\n") >= 2  # the root's files follow the note
+
+
+def test_outside_paths_are_errors(ctx: ToolContext) -> None:
     with pytest.raises(ToolError, match="outside the project root"):
         list_files(ctx, path="..")

@@ -120,8 +120,13 @@ def test_bad_requests_are_errors(ctx: ToolContext) -> None:
         search_files(ctx, "   ")
     with pytest.raises(ToolError, match="outside the project root"):
         search_files(ctx, "x", path="/etc")
-    with pytest.raises(ToolError, match="no such file or folder"):
-        search_files(ctx, "x", path="missing")
+
+
+
+def test_missing_folder_searches_whole_root_with_note(ctx: ToolContext) -> None:
+    result = search_files(ctx, "install", path="missing")
+    assert result.output.startswith("Note: 'missing' does not exist; searched the whole project instead.")
+    assert result.sources  # hits from the root follow the note
 
 
 async def test_tools_run_through_the_registry(notes: Path, ctx: ToolContext) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
-from tongyi_agent.tools.base import ToolContext, ToolError, ToolResult
-from tongyi_agent.tools.paths import relative_label, resolve_in_root
+from tongyi_agent.tools.base import ToolContext, ToolResult
+from tongyi_agent.tools.paths import relative_label, start_or_root
 from tongyi_agent.tools.walk import iter_files
 
 MAX_ENTRIES = 200
@@ -35,9 +35,7 @@ def list_files(ctx: ToolContext, path: str = ".", pattern: str = "*") -> ToolRes
         path: folder to list, relative to the project root
         pattern: glob on file names like "*.py", or on paths like "docs/*.md"
     """
-    start = resolve_in_root(ctx.root, path)
-    if not start.exists():
-        raise ToolError(f"no such file or folder: {path!r}; call list_files with path '.' to see the project")
+    start, note = start_or_root(ctx.root, path, "listed")
     pattern = pattern.strip() or "*"
     found: list[tuple[str, int]] = []
     for file in iter_files(ctx.root, start):
@@ -47,11 +45,11 @@ def list_files(ctx: ToolContext, path: str = ".", pattern: str = "*") -> ToolRes
             found.append((label, file.stat().st_size))
     where = relative_label(ctx.root, start)
     if not found:
-        return ToolResult(output=f"no files match {pattern!r} under {where!r}")
+        return ToolResult(output=f"{note}no files match {pattern!r} under {where!r}")
     found.sort()
     lines = [f"{label}  ({_size(size)})" for label, size in found[:MAX_ENTRIES]]
     if len(found) > MAX_ENTRIES:
         lines.append(f"... {len(found) - MAX_ENTRIES} more; narrow the path or pattern to see them")
-    return ToolResult(output="\n".join(lines))
+    return ToolResult(output=note + "\n".join(lines))
 
 

@@ -41,6 +41,19 @@ def resolve_in_root(root: Path, path: str) -> Path:
     raise ToolError(f"path {path!r} is outside the project root")
 
 
+def start_or_root(root: Path, path: str, verb: str) -> tuple[Path, str]:
+    """Where a listing or search starts, plus a note for the model.
+
+    Small models guess folder names ("src", the service's name); a guess that does not exist falls
+    back to the whole root with a note instead of an error the model then loops on. Escapes from
+    the root are still refused by resolve_in_root.
+    """
+    start = resolve_in_root(root, path)
+    if start.exists():
+        return start, ""
+    return root.resolve(), f"Note: {path!r} does not exist; {verb} the whole project instead.\n"
+
+
 def relative_label(root: Path, path: Path) -> str:
     """The posix path of `path` relative to `root`, as used in citations ("." for the root itself)."""
     resolved_root = root.resolve()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tongyi_agent.tools.base import SourceRef, ToolContext, ToolError, ToolResult
-from tongyi_agent.tools.paths import read_lines, relative_label, resolve_in_root
+from tongyi_agent.tools.paths import read_lines, relative_label, start_or_root
 from tongyi_agent.tools.walk import iter_files
 
 MAX_HITS = 20
@@ -95,14 +95,12 @@ def search_files(ctx: ToolContext, query: str, path: str = ".") -> ToolResult:
     """
     if not query.strip():
         raise ToolError("query is empty; give words or a regular expression to search for")
-    start = resolve_in_root(ctx.root, path)
-    if not start.exists():
-        raise ToolError(f"no such file or folder: {path!r}; call list_files to see the project")
+    start, note = start_or_root(ctx.root, path, "searched")
     parsed = _Query.parse(query)
     hits = [hit for file in iter_files(ctx.root, start) for hit in _file_hits(parsed, ctx.root, file)]
     if not hits:
         where = relative_label(ctx.root, start)
-        return ToolResult(output=f"no matches for {query!r} under {where!r}; try other words, "
+        return ToolResult(output=f"{note}no matches for {query!r} under {where!r}; try other words, "
                                  f"or call list_files to see which files exist")
     hits.sort(key=lambda h: (-h.score, h.label, h.line))
     shown = hits[:MAX_HITS]
@@ -110,4 +108,4 @@ def search_files(ctx: ToolContext, query: str, path: str = ".") -> ToolResult:
     if len(hits) > MAX_HITS:
         blocks.append(f"... {len(hits) - MAX_HITS} more matching lines; use more specific words or a path")
     sources = [SourceRef(path=h.label, line=h.line, text=h.lines[h.line - 1]) for h in shown]
-    return ToolResult(output="\n--\n".join(blocks), sources=sources)
+    return ToolResult(output=note + "\n--\n".join(blocks), sources=sources)
