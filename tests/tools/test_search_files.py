@@ -139,3 +139,10 @@ async def test_tools_run_through_the_registry(notes: Path, ctx: ToolContext) -> 
     refused = await registry.run("read_file", {"path": "../../etc/passwd"}, ctx)
     assert not refused.ok
     assert refused.output.startswith("Error: path '../../etc/passwd' is outside the project root")
+
+
+def test_line_in_file_about_the_subject_ranks_first(tmp_path: Path) -> None:
+    (tmp_path / "billing.md").write_text("# Billing\n- Listens on port 8443.\n")
+    (tmp_path / "search.md").write_text("# Search service\n- Listens on port 9200.\n")
+    result = search_files(ToolContext(root=tmp_path), "search service port")
+    assert [s.label() for s in result.sources] == ["search.md:1", "search.md:2", "billing.md:2"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -15,10 +16,26 @@ from rich.console import Console
 
 from tongyi_agent import __version__
 from tongyi_agent.config import ConfigError, Settings, load_settings
+from tongyi_agent.learn.workspace import TrainingWorkspace
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+
+class TrainingMode(StrEnum):
+    prompt = "prompt"
+    rl = "rl"
+    sft = "sft"
+
+
+class ExportFormat(StrEnum):
+    json = "json"
+    jsonl = "jsonl"
+    sft = "sft"
+    dpo = "dpo"
+
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -61,6 +78,29 @@ def main_command(
         "Check models.ini, .env and profiles; print pass/warn/fail per item and exit."))] = False,
     interactive: Annotated[bool, typer.Option("--interactive", "-i", help=(
         "Open the interactive session even when stdin is not a terminal."))] = False,
+    train: Annotated[bool, typer.Option("--train", help=(
+        "Record this run (spans, answer, sources, rewards) as training data under .tongyi_training/."))] = False,
+    training_mode: Annotated[TrainingMode | None, typer.Option(help=(
+        "Learning mode stored with recorded runs (default from training_config.ini)."))] = None,
+    training_stats: Annotated[bool, typer.Option("--training-stats", help=(
+        "Show statistics of the recorded runs (with --json: machine-readable) and exit."))] = False,
+    plot: Annotated[Path | None, typer.Option(help="With --training-stats: write a reward/latency chart (PNG).")]
+    = None,
+    export_path: Annotated[Path | None, typer.Option("--export-training-data", help=(
+        "Write the recorded runs to this file and exit (see --format)."))] = None,
+    export_format: Annotated[ExportFormat, typer.Option("--format", help=(
+        "Export format: json (the guide's format), jsonl, sft (chat JSONL with tool calls), dpo (pairs)."))]
+    = ExportFormat.json,
+    min_reward: Annotated[float | None, typer.Option(help="Export only runs whose target reward is at least this.")]
+    = None,
+    chunk_size: Annotated[int | None, typer.Option(min=1, help="Split the export into files of N records.")] = None,
+    feedback: Annotated[tuple[str, float] | None, typer.Option(help=(
+        "Rate a recorded run: RUN_ID (or a unique prefix) and a score in [0, 1] (or -1..0 for thumbs down)."))]
+    = None,
+    reset_training: Annotated[bool, typer.Option("--reset-training", help="Delete all recorded runs (asks first).")]
+    = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (--reset-training).")]
+    = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Show the version and exit.")] = False,
 ) -> None:
@@ -73,6 +113,8 @@ def main_command(
       tongyi-cli                      (interactive session; /help lists commands)
 
       echo "What is in the README?" | tongyi-cli --json
+
+      tongyi-cli --train "question"   then   tongyi-cli --training-stats
     """
     if show_tools:
         from tongyi_agent.cli.render import tools_table
@@ -84,39 +126,81 @@ def main_command(
         from tongyi_agent.cli.checks import run_validation
 
         raise typer.Exit(run_validation(out, root))
+    if training_stats or export_path or feedback or reset_training:
+        raise typer.Exit(_training_command(root, training_stats=training_stats, as_json=as_json, plot=plot,
+                                           export_path=export_path, export_format=export_format,
+                                           min_reward=min_reward, chunk_size=chunk_size, feedback=feedback,
+                                           reset_training=reset_training, yes=yes))
     try:
         settings = load_settings(root, model=model, base_url=base_url, model_id=model_id,
                                  max_steps=max_steps, timeout=timeout)
+        workspace = TrainingWorkspace.load(root, enabled=True if train else None,
+                                           mode=training_mode.value if training_mode else None)
     except ConfigError as exc:
         raise fail(str(exc)) from None
+    recording = workspace if workspace.training.enabled else None
 
     if question is None and (interactive or sys.stdin.isatty()):
         from tongyi_agent.cli.repl import run_repl
 
-        raise typer.Exit(run_repl(settings, out, err, verbose=verbose))
+        raise typer.Exit(run_repl(settings, out, err, verbose=verbose, workspace=recording))
     if question is None:
         question = sys.stdin.read()
     if not question.strip():
         raise fail("no question given: pass it as an argument or on stdin")
-    raise typer.Exit(ask_once(settings, question.strip(), verbose=verbose, as_json=as_json))
+    raise typer.Exit(ask_once(settings, question.strip(), verbose=verbose, as_json=as_json, workspace=recording))
 
 
-def ask_once(settings: Settings, question: str, *, verbose: bool, as_json: bool) -> int:
+def _training_command(root: Path, *, training_stats: bool, as_json: bool, plot: Path | None,
+                      export_path: Path | None, export_format: ExportFormat, min_reward: float | None,
+                      chunk_size: int | None, feedback: tuple[str, float] | None, reset_training: bool,
+                      yes: bool) -> int:
+    from tongyi_agent.cli import training
+    from tongyi_agent.cli.plot import PlotUnavailableError
+    from tongyi_agent.store import StoreError
+
+    try:
+        workspace = TrainingWorkspace.load(root)
+        if feedback is not None:
+            run_id = training.feedback(workspace, *feedback)
+            out.print(f"Recorded feedback {feedback[1]:g} for run {run_id}.")
+        if export_path is not None:
+            if not workspace.has_data():
+                raise StoreError(training.NO_DATA_HINT)
+            count = training.export(workspace, export_path, export_format.value, min_reward=min_reward,
+                                    chunk_size=chunk_size, err=err)
+            err.print(f"Exported {count} {'pairs' if export_format.value == 'dpo' else 'runs'} "
+                      f"({export_format.value}) to {export_path}.")
+        if training_stats:
+            training.show_stats(workspace, out, as_json=as_json, plot=plot)
+        if reset_training:
+            training.reset(workspace, out, yes=yes)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    except (StoreError, ValueError, PlotUnavailableError, OSError) as exc:
+        raise fail(str(exc.args[0]) if isinstance(exc, StoreError) and exc.args else str(exc)) from None
+    return 0
+
+
+def ask_once(settings: Settings, question: str, *, verbose: bool, as_json: bool,
+             workspace: TrainingWorkspace | None) -> int:
     from tongyi_agent.cli.render import print_result, result_dict
     from tongyi_agent.cli.session import AgentSession
     from tongyi_agent.llm.base import ModelError
 
-    session = AgentSession(settings, err, verbose=verbose)
+    session = AgentSession(settings, err, verbose=verbose, workspace=workspace)
     try:
         result = session.ask(question)
     except ModelError as exc:
         raise fail(str(exc), EXIT_FAILED) from None
     except KeyboardInterrupt:
         raise fail("interrupted", 130) from None
+    finally:
+        session.close()
     if as_json:
-        print(json.dumps(result_dict(result), ensure_ascii=False))
+        print(json.dumps({**result_dict(result), "run_id": session.last_run_id}, ensure_ascii=False))
     else:
-        print_result(out, result)
+        print_result(out, result, run_id=session.last_run_id)
     return 0
 
 

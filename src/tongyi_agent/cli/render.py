@@ -67,7 +67,7 @@ def result_dict(result: RunResult) -> dict[str, Any]:
     }
 
 
-def print_result(console: Console, result: RunResult) -> None:
+def print_result(console: Console, result: RunResult, run_id: str | None = None) -> None:
     console.print(result.answer, markup=False, highlight=False)
     console.print()
     if result.sources:
@@ -77,8 +77,9 @@ def print_result(console: Console, result: RunResult) -> None:
     else:
         console.print("Sources: none (no tool result supports this answer)", style="yellow")
     note = " (budget reached, answer forced)" if result.stop_reason == "forced" else ""
+    recorded = f" · recorded as run {run_id[:12]}" if run_id else ""
     console.print(f"{result.model} · {result.model_calls} model calls · {len(result.tool_calls)} tool calls · "
-                  f"{result.usage.total_tokens} tokens · {result.seconds:.1f}s{note}", style="dim")
+                  f"{result.usage.total_tokens} tokens · {result.seconds:.1f}s{note}{recorded}", style="dim")
 
 
 def tools_table(tools: ToolRegistry) -> Table:

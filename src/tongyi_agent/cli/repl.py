@@ -12,6 +12,7 @@ from tongyi_agent.agent.steps import RunResult
 from tongyi_agent.cli.render import print_result, tools_table
 from tongyi_agent.cli.session import AgentSession
 from tongyi_agent.config import ConfigError, Settings, load_settings
+from tongyi_agent.learn.workspace import TrainingWorkspace
 from tongyi_agent.llm.base import ModelError
 
 COMMANDS = {
@@ -20,10 +21,13 @@ COMMANDS = {
     "/history": "list this session's questions",
     "/clear": "forget this session's earlier questions and answers",
     "/model": "show the model, or switch: /model PROFILE",
+    "/good": "rate the last answer good (needs --train)",
+    "/bad": "rate the last answer bad (needs --train)",
+    "/rate": "rate the last answer: /rate N with N from 0 to 1 (needs --train)",
     "/exit": "leave (also /quit, Ctrl-D)",
 }
 ALIASES = {"/quit": "/exit"}
-TAKES_ARGUMENT = {"/model"}
+TAKES_ARGUMENT = {"/model", "/rate"}
 
 
 def split_command(line: str) -> tuple[str, str] | None:
@@ -38,8 +42,16 @@ def split_command(line: str) -> tuple[str, str] | None:
     return word, rest.strip()
 
 
-def run_repl(settings: Settings, out: Console, err: Console, *, verbose: bool = False) -> int:
-    session = AgentSession(settings, err, verbose=verbose)
+def run_repl(settings: Settings, out: Console, err: Console, *, verbose: bool = False,
+             workspace: TrainingWorkspace | None = None) -> int:
+    session = AgentSession(settings, err, verbose=verbose, workspace=workspace)
+    try:
+        return _loop(session, settings, out, err)
+    finally:
+        session.close()
+
+
+def _loop(session: AgentSession, settings: Settings, out: Console, err: Console) -> int:
     out.print(f"Tongyi Agent — model {settings.profile.name}, root {settings.root}. "
               "Ask a question, or /help.", style="bold")
     while True:
@@ -66,7 +78,7 @@ def _ask(session: AgentSession, question: str, out: Console, err: Console) -> Ru
     except KeyboardInterrupt:
         err.print("Interrupted.", style="yellow")
         return None
-    print_result(out, result)
+    print_result(out, result, run_id=session.last_run_id if session.workspace else None)
     return result
 
 
@@ -86,6 +98,8 @@ def _command(session: AgentSession, name: str, arg: str, *, out: Console, err: C
     elif name == "/clear":
         session.clear()
         out.print("History cleared.")
+    elif name in ("/good", "/bad", "/rate"):
+        _rate(session, name, arg, out=out, err=err)
     elif name == "/model":
         if not arg:
             profile = session.settings.profile
@@ -100,3 +114,18 @@ def _command(session: AgentSession, name: str, arg: str, *, out: Console, err: C
             return None
         out.print(f"Switched to {settings.profile.name}.")
     return None
+
+
+def _rate(session: AgentSession, name: str, arg: str, *, out: Console, err: Console) -> None:
+    try:
+        score = {"/good": 1.0, "/bad": 0.0}.get(name)
+        if score is None:
+            try:
+                score = float(arg)
+            except ValueError:
+                raise ValueError(f"/rate needs a number from 0 to 1, got {arg!r}") from None
+        run_id = session.rate_last(score)
+    except ValueError as exc:
+        err.print(f"Error: {exc}", style="red", markup=False)
+        return
+    out.print(f"Recorded feedback {score:g} for run {run_id[:12]}.")

@@ -3,6 +3,8 @@ with a spinner or step lines, and keeps the turns for follow-up questions."""
 
 from __future__ import annotations
 
+import asyncio
+
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -11,14 +13,21 @@ from tongyi_agent.agent.loop import Agent
 from tongyi_agent.agent.steps import RunResult, Step
 from tongyi_agent.cli.render import step_line
 from tongyi_agent.config import Settings
+from tongyi_agent.learn.recording import RunRecorder
+from tongyi_agent.learn.workspace import TrainingWorkspace
 from tongyi_agent.llm.base import ChatMessage, ModelError
+from tongyi_agent.store import TrajectoryStore
 
 MAX_HISTORY_TURNS = 3  # earlier turns are dropped: the embedded model has a 4k context
 
 
 class AgentSession:
-    def __init__(self, settings: Settings, console: Console, *, verbose: bool = False) -> None:
+    def __init__(self, settings: Settings, console: Console, *, verbose: bool = False,
+                 workspace: TrainingWorkspace | None = None) -> None:
         self.settings = settings
+        self.workspace = workspace  # set when runs are recorded as training data
+        self.last_run_id: str | None = None
+        self._store: TrajectoryStore | None = None
         self.console = console  # progress and step lines go to stderr so stdout stays clean
         self.verbose = verbose
         self.turns: list[tuple[str, RunResult]] = []
@@ -83,13 +92,42 @@ class AgentSession:
         for previous, result in self.turns[-MAX_HISTORY_TURNS:]:
             history += [ChatMessage("user", previous), ChatMessage("assistant", result.answer)]
         if self.verbose:
-            result = agent.run_sync(question, history)
+            result = self._run(agent, question, history)
         else:
             with self.console.status("Working…") as status:
                 self._status = status
                 try:
-                    result = agent.run_sync(question, history)
+                    result = self._run(agent, question, history)
                 finally:
                     self._status = None
         self.turns.append((question, result))
         return result
+
+    def _run(self, agent: Agent, question: str, history: list[ChatMessage]) -> RunResult:
+        if self.workspace is None:
+            return agent.run_sync(question, history)
+        recorder = RunRecorder(self.store, self.workspace.training, backend=self.settings.profile.provider,
+                               dialect=self.settings.profile.dialect)
+        recorded = asyncio.run(recorder.run(agent, question, history))
+        self.last_run_id = recorded.run_id
+        return recorded.result
+
+    @property
+    def store(self) -> TrajectoryStore:
+        if self.workspace is None:
+            raise RuntimeError("this session does not record runs")
+        if self._store is None:
+            self._store = self.workspace.open_store()
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def rate_last(self, score: float) -> str:
+        """Store user feedback for the last recorded run; returns its id."""
+        if self.workspace is None or self.last_run_id is None:
+            raise ValueError("no recorded run to rate: start the session with --train and ask a question first")
+        self.store.add_feedback(self.last_run_id, score)
+        return self.last_run_id

@@ -53,7 +53,7 @@ class _Query:
 
 @dataclass(frozen=True)
 class _Hit:
-    score: int
+    score: float
     label: str
     line: int
     lines: tuple[str, ...]  # all lines of the file, for context
@@ -78,11 +78,15 @@ def _file_hits(query: _Query, root: Path, file: Path) -> list[_Hit]:
     except OSError:
         return []
     label = relative_label(root, file)
+    # A line in a file about the question's subject (its name or text mentions the other query
+    # words) outranks an equally matching line elsewhere: "search port" prefers search.md's port.
+    whole = (label + "\n" + "\n".join(lines)).lower()
+    topic = 0.5 * sum(1 for word in query.words if word in whole)
     hits = []
     for number, text in enumerate(lines, start=1):
         score = query.score(text)
         if score:
-            hits.append(_Hit(score, label, number, lines))
+            hits.append(_Hit(score + topic, label, number, lines))
     return hits
 
 

@@ -1,0 +1,55 @@
+"""`--training-stats` as rich tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+_PASS = {True: "[green]pass[/]", False: "[red]fail[/]", None: "[dim]no data[/]"}
+
+
+def _table(title: str, *columns: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column)
+    return table
+
+
+def print_stats(console: Console, stats: dict[str, Any], *, target: str) -> None:
+    summary = _table("Training data", "metric", "value")
+    rows = [
+        ("total interactions", f"{stats['total_interactions']}"),
+        ("success rate", f"{stats['success_rate']:.1%} ({stats['successful_interactions']} answered unforced)"),
+        ("mean response time", f"{stats['average_response_time']:.2f} s"),
+        ("p95 response time", f"{stats['p95_response_time']:.2f} s"),
+        ("mean model calls / tool calls", f"{stats['average_model_calls']:.2f} / {stats['average_tool_calls']:.2f}"),
+        ("tool usage efficiency", f"{stats['tool_usage_efficiency']:.1%}"),
+        ("tokens in / out", f"{stats['total_input_tokens']} / {stats['total_output_tokens']}"),
+    ]
+    for row in rows:
+        summary.add_row(*row)
+    console.print(summary)
+
+    rewards = _table(f"Mean reward (target: {target})", "reward", "mean")
+    for name, value in stats["average_reward"].items():
+        label = f"[bold]{name}[/]" if name == target else name
+        rewards.add_row(label, "missing" if value is None else f"{value:.3f}")
+    console.print(rewards)
+
+    thresholds = _table("Performance thresholds (\\[performance_metrics])", "threshold", "limit", "value", "result")
+    for name, item in stats["thresholds"].items():
+        thresholds.add_row(name, f"{item['threshold']:g}", f"{item['value']:.3f}", _PASS[item["pass"]])
+    console.print(thresholds)
+
+    trend = _table(f"Daily trend (last 30 days of data, reward = {target})", "day", "runs", "mean reward", "mean s")
+    for day in stats["reward_trend"]:
+        reward = "—" if day["mean_reward"] is None else f"{day['mean_reward']:.3f}"
+        trend.add_row(day["date"], str(day["count"]), reward, f"{day['mean_seconds']:.2f}")
+    console.print(trend)
+
+    usage = _table("In use", "prompt version / model", "runs")
+    for name, count in {**stats["prompt_versions"], **stats["models"]}.items():
+        usage.add_row(str(name), str(count))
+    console.print(usage)

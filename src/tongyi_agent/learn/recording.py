@@ -1,0 +1,95 @@
+"""Running a question as a recorded trajectory: spans, rewards and the run in one store transaction.
+
+The agent's model and tools are wrapped by the trace recorder for the duration of one run, so
+neither knows it is recorded. A backend failure is recorded as a failed run (with the spans up to
+the failure) and re-raised; a crash of the process loses only the run in flight.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tongyi_agent.agent.loop import Agent
+from tongyi_agent.agent.steps import RunResult
+from tongyi_agent.config.training import TrainingConfig
+from tongyi_agent.learn.rewards import Reward, compute_rewards
+from tongyi_agent.llm.base import ChatMessage, ModelError
+from tongyi_agent.store import RewardRecord, RunRecord, SpanRecord, TrajectoryStore
+from tongyi_agent.trace.recorder import Recorder, RecordingModel, RecordingRegistry
+
+STORE_FILE = "trajectories.sqlite"
+
+SpanSink = Callable[[RunRecord, list[SpanRecord], list[RewardRecord]], None]
+
+
+def store_path(training: TrainingConfig, root: Path) -> Path:
+    return training.data_dir(root) / STORE_FILE
+
+
+@dataclass
+class RecordedRun:
+    result: RunResult
+    run_id: str
+    rewards: list[Reward]
+    reward: float | None  # the configured optimization target
+
+
+def _status(result: RunResult) -> str:
+    return "success" if result.stop_reason == "answer" else "forced"
+
+
+class RunRecorder:
+    """Records every run of a session into `store`, with the rewards `training` configures."""
+
+    def __init__(self, store: TrajectoryStore, training: TrainingConfig, *, backend: str, dialect: str,
+                 prompt_version: str | None = None, sinks: Iterable[SpanSink] = ()) -> None:
+        self.store = store
+        self.training = training
+        self.backend = backend
+        self.dialect = dialect
+        self.prompt_version = prompt_version
+        self.sinks = list(sinks)
+
+    async def run(self, agent: Agent, question: str, history: list[ChatMessage] | None = None, *,
+                  task_answer: str | None = None, task_answer_regex: str | None = None) -> RecordedRun:
+        recorder = Recorder()
+        recorded = Agent(RecordingModel(agent.model, recorder), RecordingRegistry(agent.tools, recorder),
+                         agent.dialect, agent.root, agent.spec, on_step=agent.on_step)
+        started_at = time.time()
+        try:
+            result = await recorded.run(question, history)
+        except ModelError as exc:
+            run = RunRecord(question=question, answer="", status="failed", model=agent.model.name,
+                            error=str(exc), seconds=time.time() - started_at, **self._common(agent, started_at))
+            self._write(run, recorder.spans, [])
+            raise
+        target = self.training.prompt_optimization.optimization_target
+        rewards, value = compute_rewards(
+            result, max_response_time=self.training.performance_metrics.max_response_time, target=target,
+            custom=self.training.training.reward_function, task_answer=task_answer,
+            task_answer_regex=task_answer_regex)
+        run = RunRecord(
+            question=question, answer=result.answer, status=_status(result), model=result.model,
+            seconds=result.seconds, input_tokens=result.usage.input_tokens,
+            output_tokens=result.usage.output_tokens, model_calls=result.model_calls,
+            tool_calls=len(result.tool_calls),
+            tools_used=[s.call.name for s in result.tool_calls if not s.skipped],
+            sources=[{"path": s.path, "line": s.line, "text": s.text} for s in result.sources],
+            stop_reason=result.stop_reason, **self._common(agent, started_at),
+        )
+        run.metadata["target"] = target
+        records = [RewardRecord(r.name, r.value, r.source, r.detail, time.time()) for r in rewards]  # type: ignore[arg-type]
+        self._write(run, recorder.spans, records)
+        return RecordedRun(result, run.id, rewards, value)
+
+    def _common(self, agent: Agent, started_at: float) -> dict[str, object]:
+        return {"backend": self.backend, "dialect": self.dialect, "prompt_version": self.prompt_version,
+                "training_mode": self.training.mode, "root": str(agent.root), "started_at": started_at}
+
+    def _write(self, run: RunRecord, spans: list[SpanRecord], rewards: list[RewardRecord]) -> None:
+        self.store.record_run(run, spans, rewards)
+        for sink in self.sinks:
+            sink(run, spans, rewards)

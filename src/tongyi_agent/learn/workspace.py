@@ -1,0 +1,56 @@
+"""Where a project's training data lives and how it is configured, resolved once per command."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tongyi_agent.config.environment import merged_env
+from tongyi_agent.config.settings import resolve_root, user_config_dir
+from tongyi_agent.config.training import TrainingConfig, load_training_config
+from tongyi_agent.learn.recording import store_path
+from tongyi_agent.store import TrajectoryStore, compute_stats, secret_values_from_env
+
+
+@dataclass
+class TrainingWorkspace:
+    root: Path
+    training: TrainingConfig
+    env: dict[str, str] = field(repr=False)
+
+    @classmethod
+    def load(cls, root: Path | str, *, enabled: bool | None = None, mode: str | None = None,
+             env: dict[str, str] | None = None) -> TrainingWorkspace:
+        """Raises ConfigError (one line) for a bad root, INI file or environment value."""
+        root_path = resolve_root(root)
+        merged = merged_env(root_path, user_config_dir(env), env)
+        training = load_training_config(root_path, user_config_dir(env), merged, enabled=enabled, mode=mode)
+        return cls(root_path, training, merged)
+
+    @property
+    def store_path(self) -> Path:
+        return store_path(self.training, self.root)
+
+    def has_data(self) -> bool:
+        return self.store_path.is_file()
+
+    def open_store(self) -> TrajectoryStore:
+        """The project's store; created on first use. Secrets from the environment are redacted."""
+        return TrajectoryStore(self.store_path, secrets=secret_values_from_env(self.env))
+
+    @property
+    def target(self) -> str:
+        return self.training.prompt_optimization.optimization_target
+
+    def stats(self, store: TrajectoryStore) -> dict[str, Any]:
+        metrics = self.training.performance_metrics
+        return compute_stats(store, max_response_time=metrics.max_response_time,
+                             min_success_rate=metrics.min_success_rate,
+                             min_tool_efficiency=metrics.min_tool_efficiency, target=self.target)
+
+    def config_summary(self) -> dict[str, Any]:
+        """The training configuration as exported with the data (paths as strings)."""
+        data = self.training.model_dump(mode="json", exclude={"files"})
+        data["files"] = [str(p) for p in self.training.files]
+        return data
