@@ -193,6 +193,8 @@ def ask_once(settings: Settings, question: str, *, verbose: bool, as_json: bool,
         result = session.ask(question)
     except ModelError as exc:
         raise fail(str(exc), EXIT_FAILED) from None
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
     except KeyboardInterrupt:
         raise fail("interrupted", 130) from None
     finally:

@@ -72,7 +72,7 @@ def _loop(session: AgentSession, settings: Settings, out: Console, err: Console)
 def _ask(session: AgentSession, question: str, out: Console, err: Console) -> RunResult | None:
     try:
         result = session.ask(question)
-    except ModelError as exc:
+    except (ModelError, ConfigError) as exc:
         err.print(f"Error: {exc}", style="red", markup=False)
         return None
     except KeyboardInterrupt:

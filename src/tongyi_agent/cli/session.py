@@ -12,11 +12,12 @@ from tongyi_agent.agent.factory import build_agent
 from tongyi_agent.agent.loop import Agent
 from tongyi_agent.agent.steps import RunResult, Step
 from tongyi_agent.cli.render import step_line
-from tongyi_agent.config import Settings
+from tongyi_agent.config import ConfigError, Settings
 from tongyi_agent.learn.recording import RunRecorder
 from tongyi_agent.learn.workspace import TrainingWorkspace
 from tongyi_agent.llm.base import ChatMessage, ModelError
-from tongyi_agent.store import TrajectoryStore
+from tongyi_agent.store import TrajectoryStore, secret_values_from_env
+from tongyi_agent.trace.otel import OtelSink
 
 MAX_HISTORY_TURNS = 3  # earlier turns are dropped: the embedded model has a 4k context
 
@@ -28,6 +29,7 @@ class AgentSession:
         self.workspace = workspace  # set when runs are recorded as training data
         self.last_run_id: str | None = None
         self._store: TrajectoryStore | None = None
+        self._otel: list[OtelSink] | None = None
         self.console = console  # progress and step lines go to stderr so stdout stays clean
         self.verbose = verbose
         self.turns: list[tuple[str, RunResult]] = []
@@ -107,10 +109,20 @@ class AgentSession:
         if self.workspace is None:
             return agent.run_sync(question, history)
         recorder = RunRecorder(self.store, self.workspace.training, backend=self.settings.profile.provider,
-                               dialect=self.settings.profile.dialect)
+                               dialect=self.settings.profile.dialect, sinks=self._sinks())
         recorded = asyncio.run(recorder.run(agent, question, history))
         self.last_run_id = recorded.run_id
         return recorded.result
+
+    def _sinks(self) -> list[OtelSink]:
+        """The OpenTelemetry exporter when OTEL_EXPORTER_OTLP_ENDPOINT is set (extra `otel`)."""
+        if self._otel is None:
+            try:
+                sink = OtelSink.from_env(self.settings.env, secret_values_from_env(self.settings.env))
+            except RuntimeError as exc:  # endpoint set, extra missing
+                raise ConfigError(str(exc)) from None
+            self._otel = [sink] if sink else []
+        return self._otel
 
     @property
     def store(self) -> TrajectoryStore:
@@ -121,6 +133,8 @@ class AgentSession:
         return self._store
 
     def close(self) -> None:
+        for sink in self._otel or []:
+            sink.shutdown()
         if self._store is not None:
             self._store.close()
             self._store = None
