@@ -12,7 +12,7 @@ import inspect
 import json
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,9 +49,17 @@ class ToolError(Exception):
 
 @dataclass
 class ToolContext:
-    """What every tool call may rely on: the confined root and the limits."""
+    """What every tool call may rely on.
+
+    `root` confines file access; `cache_dir` holds downloads (papers, web pages); `offline` turns
+    network tools off; `env` carries tool settings and keys (TONGYI_MAILTO, BRAVE_API_KEY, service
+    base URLs for tests) without the tool reading os.environ itself.
+    """
 
     root: Path
+    cache_dir: Path | None = None
+    offline: bool = False
+    env: Mapping[str, str] = field(default_factory=dict)
 
 
 ToolFunction = Callable[..., ToolResult]
