@@ -158,6 +158,7 @@ def _training_command(root: Path, *, training_stats: bool, as_json: bool, plot: 
     from tongyi_agent.cli import training
     from tongyi_agent.cli.plot import PlotUnavailableError
     from tongyi_agent.store import StoreError
+    from tongyi_agent.tools import default_registry
 
     try:
         workspace = TrainingWorkspace.load(root)
@@ -167,8 +168,8 @@ def _training_command(root: Path, *, training_stats: bool, as_json: bool, plot: 
         if export_path is not None:
             if not workspace.has_data():
                 raise StoreError(training.NO_DATA_HINT)
-            count = training.export(workspace, export_path, export_format.value, min_reward=min_reward,
-                                    chunk_size=chunk_size, err=err)
+            count = workspace.export(export_path, export_format.value, min_reward=min_reward,
+                                     chunk_size=chunk_size, tools_schema=default_registry().openai_schemas())
             err.print(f"Exported {count} {'pairs' if export_format.value == 'dpo' else 'runs'} "
                       f"({export_format.value}) to {export_path}.")
         if training_stats:

@@ -10,11 +10,9 @@ from rich.console import Console
 
 from tongyi_agent.cli.render_stats import print_stats
 from tongyi_agent.learn.workspace import TrainingWorkspace
-from tongyi_agent.store import StoreError, export_dpo, export_json, export_jsonl, export_sft
-from tongyi_agent.tools import default_registry
+from tongyi_agent.store import StoreError
 
 NO_DATA_HINT = "No training data yet. Run questions with --train first, e.g. tongyi-cli --train \"question\"."
-EXPORT_FORMATS = ("json", "jsonl", "sft", "dpo")
 
 
 def show_stats(workspace: TrainingWorkspace, out: Console, *, as_json: bool, plot: Path | None) -> int:
@@ -36,23 +34,6 @@ def show_stats(workspace: TrainingWorkspace, out: Console, *, as_json: bool, plo
     if plot is not None and not as_json:
         out.print(f"Trend chart written to {plot}")
     return 0
-
-
-def export(workspace: TrainingWorkspace, path: Path, fmt: str, *, min_reward: float | None,
-           chunk_size: int | None, err: Console) -> int:
-    """Write the export; returns the number of records written."""
-    with workspace.open_store() as store:
-        target = workspace.target
-        if fmt == "json":
-            metrics = workspace.stats(store)
-            return export_json(store, path, workspace.config_summary(), metrics, min_reward, chunk_size,
-                               reward_name=target)
-        if fmt == "jsonl":
-            return export_jsonl(store, path, min_reward, chunk_size, reward_name=target)
-        if fmt == "sft":
-            return export_sft(store, path, default_registry().openai_schemas(), min_reward, chunk_size,
-                              reward_name=target)
-        return export_dpo(store, path, chunk_size=chunk_size, reward_name=target)
 
 
 def feedback(workspace: TrainingWorkspace, run_prefix: str, score: float) -> str:

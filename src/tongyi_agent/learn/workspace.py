@@ -10,7 +10,17 @@ from tongyi_agent.config.environment import merged_env
 from tongyi_agent.config.settings import resolve_root, user_config_dir
 from tongyi_agent.config.training import TrainingConfig, load_training_config
 from tongyi_agent.learn.recording import store_path
-from tongyi_agent.store import TrajectoryStore, compute_stats, secret_values_from_env
+from tongyi_agent.store import (
+    TrajectoryStore,
+    compute_stats,
+    export_dpo,
+    export_json,
+    export_jsonl,
+    export_sft,
+    secret_values_from_env,
+)
+
+EXPORT_FORMATS = ("json", "jsonl", "sft", "dpo")
 
 
 @dataclass
@@ -54,3 +64,20 @@ class TrainingWorkspace:
         data = self.training.model_dump(mode="json", exclude={"files"})
         data["files"] = [str(p) for p in self.training.files]
         return data
+
+    def export(self, path: Path, fmt: str = "json", *, min_reward: float | None = None,
+               chunk_size: int | None = None, tools_schema: list[dict[str, Any]] | None = None) -> int:
+        """Write the recorded runs to `path`; returns the number of records (DPO: pairs) written.
+
+        `tools_schema` is what the SFT examples declare as the agent's tools."""
+        if fmt not in EXPORT_FORMATS:
+            raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(EXPORT_FORMATS)}")
+        with self.open_store() as store:
+            if fmt == "json":
+                return export_json(store, path, self.config_summary(), self.stats(store), min_reward, chunk_size,
+                                   reward_name=self.target)
+            if fmt == "jsonl":
+                return export_jsonl(store, path, min_reward, chunk_size, reward_name=self.target)
+            if fmt == "sft":
+                return export_sft(store, path, tools_schema or [], min_reward, chunk_size, reward_name=self.target)
+            return export_dpo(store, path, chunk_size=chunk_size, reward_name=self.target)

@@ -1,0 +1,70 @@
+"""The guide's Python API over a fake OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.openai_server import FakeOpenAIServer
+from tongyi_agent.training_manager import TrainingManager, get_training_manager
+
+SEARCH = {"tool_calls": [{"name": "search_files", "arguments": {"query": "port"}}]}
+ANSWER = {"content": "Port 8443."}
+
+
+@pytest.fixture
+def manager(tmp_path: Path, openai_server: FakeOpenAIServer) -> TrainingManager:
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "service.md").write_text("The service listens on port 8443.\n")
+    (root / "models.ini").write_text(
+        f"[models]\ndefault = fake\n\n[fake]\nprovider = openai\nbase_url = {openai_server.base_url}\n"
+        "model_id = fake-model\nmax_retries = 0\n")
+    return TrainingManager(root)
+
+
+async def test_process_query_records_and_exports(manager: TrainingManager, openai_server: FakeOpenAIServer,
+                                                 tmp_path: Path) -> None:
+    openai_server.add(SEARCH, ANSWER, ANSWER)
+    agent = manager.create_optimized_agent("tongyi", optimization_mode="sft", enable_training=True)
+    answer = await agent.process_query("Which port?")
+    assert answer.startswith("Port 8443.") and "service.md:1" in answer
+    assert agent.last_run_id is not None
+    assert await agent.process_query("Again?") == "Port 8443."  # no tool ran, so no sources
+
+    stats = manager.get_agent_stats(agent)
+    assert stats["total_interactions"] == 2
+    out = tmp_path / "export" / "data.json"
+    assert manager.export_training_data(agent, out) == 2
+    doc = json.loads(out.read_text())
+    assert [i["query"] for i in doc["interactions"]] == ["Which port?", "Again?"]
+    assert {i["training_mode"] for i in doc["interactions"]} == {"sft"}
+
+
+def test_sync_run_without_training_records_nothing(manager: TrainingManager, openai_server: FakeOpenAIServer) -> None:
+    openai_server.add(ANSWER)
+    agent = manager.create_optimized_agent(enable_training=False)
+    assert agent.run("Which port?") == "Port 8443."
+    assert agent.last_run_id is None
+    assert manager.get_agent_stats(agent) == {"total_interactions": 0}
+
+
+def test_bad_arguments_are_clear(manager: TrainingManager) -> None:
+    with pytest.raises(ValueError, match="unknown agent_type 'gpt'"):
+        manager.create_optimized_agent("gpt")
+    with pytest.raises(ValueError, match="unknown optimization_mode 'fast'"):
+        manager.create_optimized_agent("tongyi", optimization_mode="fast")
+    with pytest.raises(ValueError, match="unknown export format"):
+        manager.export_training_data(None, manager.root / "x.bin", format="parquet")
+
+
+def test_get_training_manager_is_shared_per_root(tmp_path: Path) -> None:
+    assert get_training_manager(tmp_path) is get_training_manager(str(tmp_path))
+    assert get_training_manager(tmp_path) is not get_training_manager(tmp_path / "..")
+
+
+def test_no_optimization_api_pretends_to_exist() -> None:
+    assert not hasattr(TrainingManager, "run_optimization")
+    assert not hasattr(TrainingManager, "run_training_session")
