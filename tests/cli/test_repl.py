@@ -56,3 +56,20 @@ def test_end_of_input_leaves_cleanly(runner: CliRunner, project: Path) -> None:
     result = runner.invoke(app, ["--root", str(project), "-i"], input="")
     assert result.exit_code == 0
     assert "Ask a question" in result.stdout
+
+
+def test_feedback_commands_rate_the_last_recorded_run(runner: CliRunner, project: Path,
+                                                      openai_server: FakeOpenAIServer) -> None:
+    import sqlite3
+
+    openai_server.add({"content": "Port 8443."}, {"content": "Payments."})
+    lines = ["/good", "Which port?", "/good", "/rate 0.4", "/rate lots", "Who owns it?", "/bad"]
+    result = runner.invoke(app, ["--root", str(project), "--base-url", openai_server.base_url, "--model-id", "fake",
+                                 "--train", "-i"], input="\n".join(lines) + "\n")
+    assert result.exit_code == 0, result.output
+    assert "no recorded run to rate" in result.stderr  # /good before any question
+    assert "/rate needs a number" in result.stderr
+    with sqlite3.connect(project / ".tongyi_training" / "trajectories.sqlite") as conn:
+        rows = conn.execute("SELECT q.question, r.value FROM rewards r JOIN runs q ON q.id = r.run_id "
+                            "WHERE r.source = 'user' ORDER BY r.id").fetchall()
+    assert rows == [("Which port?", 1.0), ("Which port?", 0.4), ("Who owns it?", 0.0)]
