@@ -66,6 +66,10 @@ def test_three_runs_recorded_then_stats_and_export(runner: CliRunner, project: P
     assert 0.0 <= first["reward"] <= 1.0
     assert first["rewards"]["tool_usage"] == 1.0
     assert rows[ids[2]]["tools_used"] == []
+    with sqlite3.connect(project / ".tongyi_training" / "trajectories.sqlite") as conn:
+        metadata = json.loads(conn.execute("SELECT metadata FROM runs WHERE id = ?", (ids[0],)).fetchone()[0])
+    assert metadata["verification_rate"] == 1.0  # "port 8443" verified against services/billing.md:3
+    assert metadata["evidence"][0]["source"] == "services/billing.md:3"
 
 
 def test_sft_export_loads_with_datasets_and_renders_through_chat_template(

@@ -23,7 +23,8 @@ _STOP = set(
 MAX_SOURCES = 5
 
 
-def _tokens(text: str) -> set[str]:
+def content_tokens(text: str) -> set[str]:
+    """Distinctive lower-cased words and numbers of a text (stop words and short words dropped)."""
     found = set()
     for token in _TOKEN.findall(text):
         lowered = token.lower().strip(".-")
@@ -44,18 +45,18 @@ def select_sources(answer: str, question: str, returned: list[SourceRef]) -> lis
         by_label.setdefault(ref.label(), ref)
     chosen: list[SourceRef] = [by_label[f"{p}:{n}"] for p, n in _CITED.findall(answer) if f"{p}:{n}" in by_label]
 
-    answer_tokens = _tokens(answer) - _tokens(question)
+    answer_tokens = content_tokens(answer) - content_tokens(question)
     answer_numbers = {t for t in answer_tokens if t[0].isdigit()}
     scored: list[tuple[float, int, SourceRef]] = []
     for order, ref in enumerate(by_label.values()):
         if ref.line is None:
             continue
-        line_tokens = _tokens(ref.text)
+        line_tokens = content_tokens(ref.text)
         overlap = answer_tokens & line_tokens
         if not overlap:
             continue
         # Numbers and rare words identify a supporting line far better than common words.
-        score = len(overlap) + 2 * len(overlap & answer_numbers) + 0.1 * len(_tokens(question) & line_tokens)
+        score = len(overlap) + 2 * len(overlap & answer_numbers) + 0.1 * len(content_tokens(question) & line_tokens)
         scored.append((score, order, ref))
     scored.sort(key=lambda item: (-item[0], item[1]))
     best = scored[0][0] if scored else 0

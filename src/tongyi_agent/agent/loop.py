@@ -17,6 +17,7 @@ from tongyi_agent.agent.budget import Budget
 from tongyi_agent.agent.citations import select_sources, strip_model_sources
 from tongyi_agent.agent.context import cap_observation, fit_messages
 from tongyi_agent.agent.dialects import Dialect
+from tongyi_agent.agent.evidence import verify
 from tongyi_agent.agent.prompts import load_prompt
 from tongyi_agent.agent.steps import ModelStep, NoteStep, ParsedTurn, RunResult, Step, ToolStep
 from tongyi_agent.llm.base import ChatMessage, ChatModel, ToolCall, Usage
@@ -118,9 +119,10 @@ class Agent:
             messages.extend(self.dialect.observation_messages(results))
 
         answer = strip_model_sources(answer)
-        return RunResult(question=question, answer=answer, sources=select_sources(answer, question, returned),
-                         steps=steps, model=self.model.name, seconds=budget.elapsed, usage=usage,
-                         stop_reason="forced" if forced_reason else "answer")
+        sources = select_sources(answer, question, returned)
+        return RunResult(question=question, answer=answer, sources=sources, steps=steps, model=self.model.name,
+                         seconds=budget.elapsed, usage=usage, stop_reason="forced" if forced_reason else "answer",
+                         evidence=verify(answer, sources, returned))
 
     def _emit(self, steps: list[Step], step: Step) -> None:
         steps.append(step)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tongyi_agent.agent.evidence import Evidence
 from tongyi_agent.llm.base import ChatResponse, ToolCall, Usage
 from tongyi_agent.tools.base import SourceRef, ToolResult
 
@@ -58,6 +59,12 @@ class RunResult:
     usage: Usage
     stop_reason: str  # "answer", "forced", "error"
     error: str | None = None
+    evidence: list[Evidence] = field(default_factory=list)
+
+    @property
+    def verification_rate(self) -> float | None:
+        """Share of the answer's checkable claims that the cited tool results support."""
+        return sum(e.verified for e in self.evidence) / len(self.evidence) if self.evidence else None
 
     @property
     def model_calls(self) -> int:

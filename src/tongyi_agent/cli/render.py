@@ -64,6 +64,9 @@ def result_dict(result: RunResult) -> dict[str, Any]:
         "usage": {"input_tokens": result.usage.input_tokens, "output_tokens": result.usage.output_tokens,
                   "model_calls": result.model_calls},
         "stop_reason": result.stop_reason,
+        "evidence": [{"claim": e.claim, "source": e.source, "snippet": e.snippet, "verified": e.verified}
+                     for e in result.evidence],
+        "verification_rate": result.verification_rate,
     }
 
 
@@ -76,6 +79,13 @@ def print_result(console: Console, result: RunResult, run_id: str | None = None)
             console.print(Text.assemble("- ", (source.label(), "cyan"), ("  " + _short(source.text, 100), "dim")))
     else:
         console.print("Sources: none (no tool result supports this answer)", style="yellow")
+    unverified = [e for e in result.evidence if not e.verified]
+    if unverified:
+        console.print(f"Unverified claims ({len(unverified)} of {len(result.evidence)}): the cited tool results "
+                      "do not contain these quotes or numbers:", style="bold yellow")
+        for item in unverified:
+            where = f" [{item.source}]" if item.source else " [no supporting tool result]"
+            console.print(Text.assemble(("  ! ", "yellow"), _short(item.claim, 120), (where, "dim")))
     note = " (budget reached, answer forced)" if result.stop_reason == "forced" else ""
     recorded = f" · recorded as run {run_id[:12]}" if run_id else ""
     console.print(f"{result.model} · {result.model_calls} model calls · {len(result.tool_calls)} tool calls · "

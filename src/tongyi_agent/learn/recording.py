@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tongyi_agent.agent.loop import Agent
@@ -70,7 +70,7 @@ class RunRecorder:
         rewards, value = compute_rewards(
             result, max_response_time=self.training.performance_metrics.max_response_time, target=target,
             custom=self.training.training.reward_function, task_answer=task_answer,
-            task_answer_regex=task_answer_regex)
+            task_answer_regex=task_answer_regex, citation_rate=result.verification_rate)
         run = RunRecord(
             question=question, answer=result.answer, status=_status(result), model=result.model,
             seconds=result.seconds, input_tokens=result.usage.input_tokens,
@@ -81,6 +81,8 @@ class RunRecorder:
             stop_reason=result.stop_reason, **self._common(agent, started_at),
         )
         run.metadata["target"] = target
+        run.metadata["verification_rate"] = result.verification_rate
+        run.metadata["evidence"] = [asdict(e) for e in result.evidence]
         records = [RewardRecord(r.name, r.value, r.source, r.detail, time.time()) for r in rewards]  # type: ignore[arg-type]
         self._write(run, recorder.spans, records)
         return RecordedRun(result, run.id, rewards, value)
