@@ -7,6 +7,7 @@ observations. Errors of the backend raise ModelError to the caller.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import time
 from collections.abc import Callable
@@ -46,13 +47,21 @@ class Agent:
     """Runs one question at a time against `model` with the tools of `tools`, confined to `root`."""
 
     def __init__(self, model: ChatModel, tools: ToolRegistry, dialect: Dialect, root: Path,
-                 spec: AgentSpec | None = None, on_step: Callable[[Step], None] | None = None) -> None:
+                 spec: AgentSpec | None = None, on_step: Callable[[Step], None] | None = None, *,
+                 tool_context: ToolContext | None = None) -> None:
         self.model = model
         self.tools = tools
         self.dialect = dialect
         self.root = root
         self.spec = spec or AgentSpec()
         self.on_step = on_step
+        self.tool_context = tool_context or ToolContext(root=root)
+
+    def with_components(self, model: ChatModel, tools: ToolRegistry) -> Agent:
+        """The same agent speaking to another model and tool registry (e.g. recording wrappers)."""
+        twin = copy.copy(self)
+        twin.model, twin.tools = model, tools
+        return twin
 
     def run_sync(self, question: str, history: list[ChatMessage] | None = None) -> RunResult:
         return asyncio.run(self.run(question, history))
@@ -68,9 +77,10 @@ class Agent:
         seen_calls: set[str] = set()
         repeats = 0
         names = set(self.tools.names())
-        ctx = ToolContext(root=self.root)
+        ctx = self.tool_context
         forced_reason: str | None = None
         answer: str | None = None
+        tainted = False
 
         while answer is None:
             forced_reason = forced_reason or budget.exhausted()
@@ -112,7 +122,14 @@ class Agent:
                     continue
                 seen_calls.add(key)
                 started = time.monotonic()
-                result = await self.tools.run(call.name, call.arguments, ctx, call.id)
+                tool = self.tools.get(call.name)
+                if tainted and tool is not None and tool.writes:
+                    # Untrusted web content is in the conversation: it must not be able to make us write.
+                    result = ToolResult.error(f"{call.name} writes files and is disabled for the rest of this run "
+                                              "because untrusted web content was read")
+                else:
+                    result = await self.tools.run(call.name, call.arguments, ctx, call.id)
+                tainted = tainted or result.untrusted
                 self._emit(steps, ToolStep(len(steps), call, result, time.monotonic() - started))
                 returned.extend(result.sources)
                 results.append((call, cap_observation(result.output, spec.observation_cap())))

@@ -56,8 +56,8 @@ class RunRecorder:
     async def run(self, agent: Agent, question: str, history: list[ChatMessage] | None = None, *,
                   task_answer: str | None = None, task_answer_regex: str | None = None) -> RecordedRun:
         recorder = Recorder()
-        recorded = Agent(RecordingModel(agent.model, recorder), RecordingRegistry(agent.tools, recorder),
-                         agent.dialect, agent.root, agent.spec, on_step=agent.on_step)
+        recorded = agent.with_components(RecordingModel(agent.model, recorder),
+                                         RecordingRegistry(agent.tools, recorder))
         started_at = time.time()
         try:
             result = await recorded.run(question, history)

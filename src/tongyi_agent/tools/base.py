@@ -37,6 +37,7 @@ class ToolResult:
     output: str
     ok: bool = True
     sources: list[SourceRef] = field(default_factory=list)
+    untrusted: bool = False  # holds content from the web: data, never instructions
 
     @classmethod
     def error(cls, message: str) -> ToolResult:
