@@ -11,17 +11,32 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
-from rich.console import Console
+from typer.core import TyperGroup
 
 from tongyi_agent import __version__
+from tongyi_agent.cli.console import EXIT_FAILED, err, fail, out
+from tongyi_agent.cli.models import models_app
 from tongyi_agent.config import ConfigError, Settings, load_settings
 from tongyi_agent.learn.workspace import TrainingWorkspace
 
-app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 
+class QuestionFirstGroup(TyperGroup):
+    """`tongyi-cli "question"` runs the hidden `ask` command; `tongyi-cli models ...` runs a subcommand.
+
+    Anything whose first word is not a subcommand name (options, a question, nothing) goes to `ask`.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or args[0] not in self.commands:
+            args = ["ask", *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(cls=QuestionFirstGroup, add_completion=False, rich_markup_mode=None,
+                  pretty_exceptions_enable=False, context_settings={"help_option_names": ["-h", "--help"]})
+app.add_typer(models_app, name="models")
 
 
 class TrainingMode(StrEnum):
@@ -37,23 +52,14 @@ class ExportFormat(StrEnum):
     dpo = "dpo"
 
 
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-
-
-def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    """Print a one-line error and return the Exit to raise."""
-    err.print(f"Error: {' '.join(message.split())}", style="red", markup=False)
-    return typer.Exit(code)
-
-
 def _version(value: bool) -> None:
     if value:
         out.print(f"tongyi-cli {__version__}")
         raise typer.Exit()
 
 
-@app.command(context_settings={"help_option_names": ["-h", "--help"]})
+@app.command("ask", hidden=True, epilog=(
+    "More: tongyi-cli models list|info|set|test manages model profiles (tongyi-cli models --help)."))
 def main_command(
     question: Annotated[str | None, typer.Argument(
         help="The question to answer. Omit it to open an interactive session, or pipe it on stdin.")] = None,

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Literal
+from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 # Tried in this order when a profile names no key variable, or the named one is unset: most
 # OpenAI-compatible servers accept OPENAI_API_KEY, and OpenRouter is the guide's default remote.
 FALLBACK_KEY_ENVS = ("OPENAI_API_KEY", "OPENROUTER_API_KEY")
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
+
+
+def is_local_url(url: str | None) -> bool:
+    """Servers on this machine (llama.cpp, vLLM, Ollama) accept requests without a key."""
+    return (urlparse(url or "").hostname or "") in LOCAL_HOSTS
 
 
 class ModelProfile(BaseModel):
@@ -17,9 +24,10 @@ class ModelProfile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(description="Profile name (the INI section).")
-    provider: Literal["embedded", "openai"] = Field(
-        description="embedded: in-process llama.cpp; openai: any OpenAI-compatible API.")
+    provider: Literal["embedded", "openai", "anthropic"] = Field(
+        description="embedded: in-process llama.cpp; openai: any OpenAI-compatible API; anthropic: Messages API.")
     model_id: str = Field(description="Model name sent to the API, or the embedded model's id.")
+    model_id_env: str | None = Field(None, description="Environment variable that overrides model_id.")
     dialect: Literal["native", "tongyi", "react"] = Field(
         "native", description="How the model writes tool calls.")
     base_url: str | None = Field(None, description="API root for provider openai.")
@@ -36,6 +44,9 @@ class ModelProfile(BaseModel):
     max_retries: int = Field(3, ge=0, description="Retries on transient API errors.")
     fallback_model_id: str | None = Field(None, description="Model name to try when model_id fails.")
     description: str = Field("", description="One line shown in model listings.")
+    tools: str = Field("all", description="Tools offered to the model: all, or a comma-separated list of names.")
+    input_price: float = Field(0.0, ge=0, description="USD per million input tokens (for run costs).")
+    output_price: float = Field(0.0, ge=0, description="USD per million output tokens (for run costs).")
 
     @field_validator("weights")
     @classmethod
@@ -46,7 +57,22 @@ class ModelProfile(BaseModel):
 
     @property
     def is_remote(self) -> bool:
-        return self.provider == "openai"
+        return self.provider != "embedded"
+
+    def resolved_model_id(self, env: Mapping[str, str]) -> str:
+        """The variable named by ``model_id_env`` wins, so CLAUDE_MODEL_NAME picks the Claude model."""
+        if self.model_id_env and env.get(self.model_id_env):
+            return env[self.model_id_env]
+        return self.model_id
+
+    def tool_names(self) -> list[str] | None:
+        """The tools this profile offers, or None for all of them."""
+        names = [n.strip() for n in self.tools.split(",") if n.strip()]
+        return None if names in ([], ["all"]) else names
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        """USD for one run's tokens at this profile's prices."""
+        return (input_tokens * self.input_price + output_tokens * self.output_price) / 1_000_000
 
     def resolved_base_url(self, env: Mapping[str, str]) -> str | None:
         """The variable named by ``base_url_env`` wins, so OPENROUTER_BASE_URL can point at a proxy."""
@@ -57,6 +83,8 @@ class ModelProfile(BaseModel):
     def api_key_envs(self) -> tuple[str, ...]:
         """Variables searched for the key, in order."""
         names = (self.api_key_env,) if self.api_key_env else ()
+        if self.provider == "anthropic":  # an OpenAI key is never an Anthropic key
+            return names or ("ANTHROPIC_API_KEY",)
         return names + tuple(n for n in FALLBACK_KEY_ENVS if n != self.api_key_env)
 
     def api_key(self, env: Mapping[str, str]) -> str | None:

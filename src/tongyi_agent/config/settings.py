@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tongyi_agent.config.environment import env_files, merged_env
 from tongyi_agent.config.errors import ConfigError
 from tongyi_agent.config.ini import ModelsConfig, load_models
+from tongyi_agent.config.preferences import read_preferences
 from tongyi_agent.config.profiles import ModelProfile
 
 __all__ = ["ConfigError", "Settings", "load_settings", "user_cache_dir", "user_config_dir"]
@@ -62,12 +63,17 @@ def resolve_root(root: Path | str) -> Path:
     return path.resolve()
 
 
-def choose_profile_name(model: str | None, env: Mapping[str, str], models: ModelsConfig) -> tuple[str, str]:
-    """The profile name and where it came from (for error messages)."""
+def choose_profile_name(model: str | None, env: Mapping[str, str], models: ModelsConfig,
+                        preferred: str | None = None) -> tuple[str, str]:
+    """The profile name and where it came from (for error messages).
+
+    Precedence: --model > TONGYI_MODEL > `models set` preference > [models] default > built-in."""
     if model:
         return model, "--model"
     if env.get("TONGYI_MODEL"):
         return env["TONGYI_MODEL"], "TONGYI_MODEL"
+    if preferred:
+        return preferred, "tongyi-cli models set"
     if models.default:
         return models.default, "[models] default"
     return DEFAULT_PROFILE, "built-in default"
@@ -141,7 +147,7 @@ def load_settings(
     merged = merged_env(root_path, config_dir, env)
     models = load_models(root_path, config_dir)
 
-    name, source = choose_profile_name(model, merged, models)
+    name, source = choose_profile_name(model, merged, models, read_preferences(config_dir).get("model"))
     profile = _apply_overrides(lookup_profile(name, source, models.profiles), base_url, model_id)
     fallback = (lookup_profile(models.fallback, "[models] fallback", models.profiles)
                 if models.fallback else None)

@@ -10,6 +10,7 @@ from typing import Literal
 from tongyi_agent.config.environment import env_files, merged_env, read_env_file
 from tongyi_agent.config.errors import ConfigError
 from tongyi_agent.config.ini import ModelsFile, merge, models_candidates, read_models_file
+from tongyi_agent.config.preferences import read_preferences
 from tongyi_agent.config.profiles import ModelProfile
 from tongyi_agent.config.settings import choose_profile_name, resolve_root, run_limits, user_config_dir
 
@@ -56,7 +57,12 @@ def validate_config(root: Path | str, config_dir: Path | None = None,
     models = merge(layers)
     items += [_check_profile(p, merged) for p in models.profiles.values()]
 
-    name, source = choose_profile_name(None, merged, models)
+    try:
+        preferred = read_preferences(config_dir).get("model")
+    except ConfigError as err:
+        items.append(CheckItem("preferences", "fail", str(err)))
+        preferred = None
+    name, source = choose_profile_name(None, merged, models, preferred)
     if name in models.profiles:
         items.append(CheckItem("default profile", "pass", f"'{name}' (from {source})"))
     else:

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from urllib.parse import urlparse
 
-from tongyi_agent.config.profiles import ModelProfile
+from tongyi_agent.config.profiles import ModelProfile, is_local_url
 from tongyi_agent.llm.base import ChatModel, ModelError
 from tongyi_agent.llm.weights import WEIGHT_SETS, WeightsError, ensure_weights
 
 # Loaded embedded models stay in memory for the process: the REPL may switch back and forth.
 _LOADED: dict[tuple[str, int], ChatModel] = {}
-
-_LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 
 
 def build_model(profile: ModelProfile, env: Mapping[str, str], cache_dir: Path,
@@ -52,10 +49,10 @@ def _openai(profile: ModelProfile, env: Mapping[str, str]) -> ChatModel:
         raise ModelError(f"profile {profile.name} has no base_url; set it in models.ini or use --base-url")
     api_key = profile.api_key(env)
     if api_key is None:
-        if (urlparse(base_url).hostname or "") not in _LOCAL_HOSTS:
+        if not is_local_url(base_url):
             names = " or ".join(profile.api_key_envs())
             raise ModelError(f"profile {profile.name} needs an API key: set {names} (in the environment or .env)")
         api_key = "not-needed"  # local servers (llama.cpp, vLLM, Ollama) accept any key
-    return OpenAICompatBackend(profile.model_id, base_url, api_key, timeout=profile.timeout,
+    return OpenAICompatBackend(profile.resolved_model_id(env), base_url, api_key, timeout=profile.timeout,
                                max_retries=profile.max_retries, fallback_model_id=profile.fallback_model_id,
                                default_temperature=profile.temperature, default_top_p=profile.top_p)
