@@ -8,6 +8,7 @@ from pathlib import Path
 import platformdirs
 import pytest
 
+from tests.fakes.anthropic_server import anthropic_server_fixture  # noqa: F401  (fixture `anthropic_server`)
 from tests.fakes.fixtures import openai_server  # noqa: F401  (fixture)
 
 # Resolved before any test moves HOME: the assembled embedded model (1 GB) is shared, not rebuilt per test.

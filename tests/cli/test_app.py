@@ -150,5 +150,5 @@ def test_run_falls_back_to_the_fallback_profile(runner: CliRunner, project: Path
     result = runner.invoke(app, ["--root", str(project), "--json", "Which port?"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["model"] == "small"
-    assert "retrying on fallback backup" in result.stderr
+    assert "primary failed; answering on fallback backup" in result.stderr
     assert [r["model"] for r in openai_server.chat_requests] == ["big", "small"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from tongyi_agent.agent.dialects import get_dialect
 from tongyi_agent.agent.loop import Agent, AgentSpec
@@ -10,13 +11,23 @@ from tongyi_agent.agent.steps import Step
 from tongyi_agent.config.settings import Settings, user_cache_dir
 from tongyi_agent.llm.registry import build_model
 from tongyi_agent.tools import default_registry
+from tongyi_agent.tools.base import ToolContext
 
 
 def build_agent(settings: Settings, *, on_step: Callable[[Step], None] | None = None,
-                on_weights_progress: Callable[[int, int], None] | None = None) -> Agent:
+                on_weights_progress: Callable[[int, int], None] | None = None, cache_dir: Path | None = None,
+                offline: bool = False) -> Agent:
+    """`cache_dir` holds downloads (papers, web pages); `offline` turns network tools off."""
     profile = settings.profile
     model = build_model(profile, settings.env, user_cache_dir(), on_weights_progress)
     spec = AgentSpec(max_steps=settings.max_steps, max_tokens=settings.max_tokens,
                      max_seconds=settings.timeout, context_tokens=profile.context_length,
                      max_output_tokens=min(profile.max_output_tokens, profile.context_length // 4))
-    return Agent(model, default_registry(), get_dialect(profile.dialect), settings.root, spec, on_step=on_step)
+    offline = offline or _env_flag(settings, "TONGYI_OFFLINE")
+    context = ToolContext(root=settings.root, cache_dir=cache_dir, offline=offline, env=settings.env)
+    return Agent(model, default_registry(), get_dialect(profile.dialect), settings.root, spec, on_step=on_step,
+                 tool_context=context)
+
+
+def _env_flag(settings: Settings, name: str) -> bool:
+    return settings.env.get(name, "").strip().lower() in ("1", "true", "yes")

@@ -60,6 +60,7 @@ class RunResult:
     stop_reason: str  # "answer", "forced", "error"
     error: str | None = None
     evidence: list[Evidence] = field(default_factory=list)
+    routing: dict[str, str] | None = None  # set when the run switched to the fallback model
 
     @property
     def verification_rate(self) -> float | None:

@@ -4,18 +4,21 @@ with a spinner or step lines, and keeps the turns for follow-up questions."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from tongyi_agent.agent.factory import build_agent
 from tongyi_agent.agent.loop import Agent
+from tongyi_agent.agent.routing import run_with_fallback
 from tongyi_agent.agent.steps import RunResult, Step
 from tongyi_agent.cli.render import step_line
 from tongyi_agent.config import ConfigError, Settings
 from tongyi_agent.learn.recording import RunRecorder
 from tongyi_agent.learn.workspace import TrainingWorkspace
-from tongyi_agent.llm.base import ChatMessage, ModelError
+from tongyi_agent.llm.base import ChatMessage
 from tongyi_agent.store import TrajectoryStore, secret_values_from_env
 from tongyi_agent.trace.otel import OtelSink
 
@@ -24,9 +27,11 @@ MAX_HISTORY_TURNS = 3  # earlier turns are dropped: the embedded model has a 4k 
 
 class AgentSession:
     def __init__(self, settings: Settings, console: Console, *, verbose: bool = False,
-                 workspace: TrainingWorkspace | None = None) -> None:
+                 workspace: TrainingWorkspace | None = None, offline: bool = False) -> None:
         self.settings = settings
         self.workspace = workspace  # set when runs are recorded as training data
+        self.offline = offline
+        self._fallback: Agent | None = None
         self.last_run_id: str | None = None
         self._store: TrajectoryStore | None = None
         self._otel: list[OtelSink] | None = None
@@ -39,18 +44,43 @@ class AgentSession:
     @property
     def agent(self) -> Agent:
         if self._agent is None:
-            self._agent = self._build()
+            self._agent = self._build(self.settings)
         return self._agent
 
     def switch(self, settings: Settings) -> None:
         self.settings = settings
-        self._agent = None
-        self._agent = self._build()
+        self._agent = self._fallback = None
+        self._agent = self._build(settings)
+
+    @property
+    def workspace_dir(self) -> Path | None:
+        """Downloads (papers, web pages) are cached under the training data path."""
+        return self.workspace.training.data_dir(self.settings.root) if self.workspace else None
+
+    def _fallback_agent(self) -> Agent:
+        """The `[models] fallback` profile's agent, built the first time a run needs it."""
+        profile = self.settings.fallback_profile
+        assert profile is not None
+        if self._fallback is None:
+            self._fallback = self._build(self.settings.model_copy(update={"model": profile.name, "profile": profile}))
+        return self._fallback
+
+    def _fallback_factory(self) -> Callable[[], Agent] | None:
+        fallback = self.settings.fallback_profile
+        if fallback is None or fallback.name == self.settings.profile.name:
+            return None
+
+        def build() -> Agent:
+            self.console.print(f"{self.settings.profile.name} failed; answering on fallback {fallback.name}",
+                               style="yellow", markup=False)
+            return self._fallback_agent()
+
+        return build
 
     def clear(self) -> None:
         self.turns.clear()
 
-    def _build(self) -> Agent:
+    def _build(self, settings: Settings) -> Agent:
         progress = Progress(TextColumn("Assembling model weights (first run only)"), BarColumn(),
                             DownloadColumn(), TimeRemainingColumn(), console=self.console, transient=True)
         task: list[int] = []
@@ -62,8 +92,9 @@ class AgentSession:
             progress.update(task[0], completed=done)
 
         try:
-            with self.console.status(f"Loading {self.settings.profile.name} ({self.settings.profile.model_id})…"):
-                return build_agent(self.settings, on_step=self._on_step, on_weights_progress=on_bytes)
+            with self.console.status(f"Loading {settings.profile.name} ({settings.profile.model_id})…"):
+                return build_agent(settings, on_step=self._on_step, on_weights_progress=on_bytes,
+                                   cache_dir=self.workspace_dir, offline=self.offline)
         finally:
             if task:
                 progress.stop()
@@ -75,18 +106,8 @@ class AgentSession:
             self._status.update(f"Working… step {step.index + 1}")
 
     def ask(self, question: str) -> RunResult:
-        """Answer with the chosen profile; if that run fails and `[models] fallback` names a profile,
-        run the question again on the fallback (per run, so one dialect serves a whole conversation)."""
-        try:
-            return self._ask(question)
-        except ModelError as exc:
-            fallback = self.settings.fallback_profile
-            if fallback is None or fallback.name == self.settings.profile.name:
-                raise
-            self.console.print(f"{self.settings.profile.name} failed ({exc}); retrying on fallback {fallback.name}",
-                               style="yellow", markup=False)
-            self.switch(self.settings.model_copy(update={"model": fallback.name, "profile": fallback}))
-            return self._ask(question)
+        """Answer with the chosen profile, on the `[models] fallback` profile if that run fails."""
+        return self._ask(question)
 
     def _ask(self, question: str) -> RunResult:
         agent = self.agent
@@ -106,11 +127,13 @@ class AgentSession:
         return result
 
     def _run(self, agent: Agent, question: str, history: list[ChatMessage]) -> RunResult:
+        fallback = self._fallback_factory()
         if self.workspace is None:
-            return agent.run_sync(question, history)
-        recorder = RunRecorder(self.store, self.workspace.training, backend=self.settings.profile.provider,
-                               dialect=self.settings.profile.dialect, sinks=self._sinks())
-        recorded = asyncio.run(recorder.run(agent, question, history))
+            return asyncio.run(run_with_fallback(agent, question, history, fallback=fallback))
+        profile = self.settings.profile
+        recorder = RunRecorder(self.store, self.workspace.training, backend=profile.provider,
+                               dialect=profile.dialect, sinks=self._sinks(), cost=profile.cost)
+        recorded = asyncio.run(recorder.run(agent, question, history, fallback=fallback))
         self.last_run_id = recorded.run_id
         return recorded.result
 

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tongyi_agent.agent.loop import Agent
+from tongyi_agent.agent.routing import run_with_fallback
 from tongyi_agent.agent.steps import RunResult
 from tongyi_agent.config.training import TrainingConfig
 from tongyi_agent.learn.rewards import Reward, compute_rewards
@@ -45,7 +46,10 @@ class RunRecorder:
     """Records every run of a session into `store`, with the rewards `training` configures."""
 
     def __init__(self, store: TrajectoryStore, training: TrainingConfig, *, backend: str, dialect: str,
-                 prompt_version: str | None = None, sinks: Iterable[SpanSink] = ()) -> None:
+                 prompt_version: str | None = None, sinks: Iterable[SpanSink] = (),
+                 cost: Callable[[int, int], float] | None = None) -> None:
+        """`cost(input_tokens, output_tokens)` prices a run in USD (the profile's prices)."""
+        self.cost = cost
         self.store = store
         self.training = training
         self.backend = backend
@@ -54,13 +58,19 @@ class RunRecorder:
         self.sinks = list(sinks)
 
     async def run(self, agent: Agent, question: str, history: list[ChatMessage] | None = None, *,
-                  task_answer: str | None = None, task_answer_regex: str | None = None) -> RecordedRun:
+                  fallback: Callable[[], Agent] | None = None, task_answer: str | None = None,
+                  task_answer_regex: str | None = None) -> RecordedRun:
+        """Run and record one question; with `fallback`, a failed primary is retried there and both
+        attempts' spans are kept in the one trajectory."""
         recorder = Recorder()
-        recorded = agent.with_components(RecordingModel(agent.model, recorder),
-                                         RecordingRegistry(agent.tools, recorder))
+
+        def recorded(target: Agent) -> Agent:
+            return target.with_components(RecordingModel(target.model, recorder),
+                                          RecordingRegistry(target.tools, recorder))
+
         started_at = time.time()
         try:
-            result = await recorded.run(question, history)
+            result = await run_with_fallback(agent, question, history, fallback=fallback, wrap=recorded)
         except ModelError as exc:
             run = RunRecord(question=question, answer="", status="failed", model=agent.model.name,
                             error=str(exc), seconds=time.time() - started_at, **self._common(agent, started_at))
@@ -80,6 +90,9 @@ class RunRecorder:
             sources=[{"path": s.path, "line": s.line, "text": s.text} for s in result.sources],
             stop_reason=result.stop_reason, **self._common(agent, started_at),
         )
+        run.cost = self.cost(result.usage.input_tokens, result.usage.output_tokens) if self.cost else None
+        if result.routing:
+            run.metadata["fallback"] = result.routing
         run.metadata["target"] = target
         run.metadata["verification_rate"] = result.verification_rate
         run.metadata["evidence"] = [asdict(e) for e in result.evidence]

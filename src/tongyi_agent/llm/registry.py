@@ -18,6 +18,8 @@ def build_model(profile: ModelProfile, env: Mapping[str, str], cache_dir: Path,
     """The backend for `profile`; raises ModelError with a one-line reason when it cannot be used."""
     if profile.provider == "embedded":
         return _embedded(profile, cache_dir, progress)
+    if profile.provider == "anthropic":
+        return _anthropic(profile, env)
     return _openai(profile, env)
 
 
@@ -56,3 +58,18 @@ def _openai(profile: ModelProfile, env: Mapping[str, str]) -> ChatModel:
     return OpenAICompatBackend(profile.resolved_model_id(env), base_url, api_key, timeout=profile.timeout,
                                max_retries=profile.max_retries, fallback_model_id=profile.fallback_model_id,
                                default_temperature=profile.temperature, default_top_p=profile.top_p)
+
+
+def _anthropic(profile: ModelProfile, env: Mapping[str, str]) -> ChatModel:
+    from tongyi_agent.llm.anthropic_backend import AnthropicBackend
+
+    # None means the public API; the backend never lets the SDK read ANTHROPIC_BASE_URL by itself.
+    base_url = profile.resolved_base_url(env)
+    api_key = profile.api_key(env)
+    if api_key is None and not is_local_url(base_url):
+        names = " or ".join(profile.api_key_envs())
+        raise ModelError(f"profile {profile.name} needs an API key: set {names} (in the environment or .env)")
+    return AnthropicBackend(profile.resolved_model_id(env), api_key, base_url=base_url, timeout=profile.timeout,
+                            max_retries=profile.max_retries, fallback_model_id=profile.fallback_model_id,
+                            max_tokens=profile.max_output_tokens, default_temperature=profile.temperature,
+                            default_top_p=profile.top_p)

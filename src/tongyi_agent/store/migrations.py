@@ -103,7 +103,12 @@ def m003_stats_indexes(conn: sqlite3.Connection) -> None:
     conn.execute("DROP INDEX rewards_run_id")
 
 
-MIGRATIONS: list[Migration] = [m001_initial, m002_runs_ab_arm, m003_stats_indexes]
+def m004_runs_cost(conn: sqlite3.Connection) -> None:
+    # USD a run cost at its model's prices; NULL where unknown (older rows, runs that failed early).
+    conn.execute("ALTER TABLE runs ADD COLUMN cost REAL")
+
+
+MIGRATIONS: list[Migration] = [m001_initial, m002_runs_ab_arm, m003_stats_indexes, m004_runs_cost]
 
 
 def applied_migrations(conn: sqlite3.Connection) -> list[str]:

@@ -94,6 +94,7 @@ class RunRecord:
     stop_reason: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
     ab_arm: str | None = None  # which A/B arm served the run (migration m002); None outside experiments
+    cost: float | None = None  # USD at the model's prices (migration m004); None when unknown
     id: str = field(default_factory=new_run_id)
     rewards: list[RewardRecord] = field(default_factory=list)
 

@@ -53,6 +53,7 @@ def compute_stats(
         "tool_usage_efficiency": efficiency,
         "total_input_tokens": in_tokens,
         "total_output_tokens": out_tokens,
+        **_costs(conn),
         "average_reward": dict(conn.execute("SELECT name, AVG(value) FROM rewards GROUP BY name ORDER BY name")),
         "target": target,
         "reward_trend": _reward_trend(conn, target),
@@ -104,3 +105,12 @@ def _counts(conn: sqlite3.Connection, column: str) -> dict[str, int]:
 
 def _threshold(value: float, threshold: float, passed: bool, evidence: int) -> dict[str, Any]:
     return {"value": value, "threshold": threshold, "pass": passed if evidence else None}
+
+
+def _costs(conn: sqlite3.Connection) -> dict[str, float | None]:
+    """Total cost, and cost per run and per successful run (runs of unknown cost left out)."""
+    total, priced, per_success = conn.execute(
+        """SELECT SUM(cost), AVG(cost), SUM(cost) / NULLIF(SUM(status = 'success' AND cost IS NOT NULL), 0)
+           FROM runs"""
+    ).fetchone()
+    return {"total_cost": total or 0.0, "cost_per_run": priced or 0.0, "cost_per_successful_run": per_success}
