@@ -68,3 +68,19 @@ def test_get_training_manager_is_shared_per_root(tmp_path: Path) -> None:
 def test_no_optimization_api_pretends_to_exist() -> None:
     assert not hasattr(TrainingManager, "run_optimization")
     assert not hasattr(TrainingManager, "run_training_session")
+
+
+async def test_claude_agent_type_uses_the_anthropic_backend(tmp_path: Path, anthropic_server) -> None:
+    root = tmp_path / "claude-project"
+    root.mkdir()
+    (root / "notes.md").write_text("The launch date is 14 March.\n")
+    anthropic_server.add({"tool_calls": [{"name": "search_files", "arguments": {"query": "launch date"}}]},
+                         {"content": "The launch date is 14 March."})
+    env = {"ANTHROPIC_API_KEY": "sk-ant-test-000000000000", "ANTHROPIC_BASE_URL": anthropic_server.base_url}
+    manager = TrainingManager(root, env=env)
+    agent = manager.create_optimized_agent("claude", optimization_mode="rl", enable_training=True)
+    answer = await agent.process_query("When is the launch?")
+    assert answer == "The launch date is 14 March.\n\nSources:\n- notes.md:1"
+    stats = manager.get_agent_stats(agent)
+    assert stats["total_interactions"] == 1 and stats["models"] == {"claude-sonnet-5-5": 1}
+    assert stats["total_cost"] > 0

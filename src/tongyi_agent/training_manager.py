@@ -55,8 +55,7 @@ class OptimizedAgent:
         """Answer `query` (with a Sources list appended); the run is recorded when training is on."""
         if self.enable_training:
             with self.workspace.open_store() as store:
-                recorder = RunRecorder(store, self.workspace.training, backend=self.settings.profile.provider,
-                                       dialect=self.settings.profile.dialect)
+                recorder = RunRecorder.for_profile(store, self.workspace.training, self.settings.profile)
                 recorded = await recorder.run(self.agent, query)
             self.last_result, self.last_run_id = recorded.result, recorded.run_id
         else:

@@ -27,6 +27,9 @@ def print_stats(console: Console, stats: dict[str, Any], *, target: str) -> None
         ("mean model calls / tool calls", f"{stats['average_model_calls']:.2f} / {stats['average_tool_calls']:.2f}"),
         ("tool usage efficiency", f"{stats['tool_usage_efficiency']:.1%}"),
         ("tokens in / out", f"{stats['total_input_tokens']} / {stats['total_output_tokens']}"),
+        ("cost total / per run", f"${stats['total_cost']:.4f} / ${stats['cost_per_run']:.4f}"),
+        ("cost per successful run", "—" if stats["cost_per_successful_run"] is None
+         else f"${stats['cost_per_successful_run']:.4f}"),
     ]
     for row in rows:
         summary.add_row(*row)

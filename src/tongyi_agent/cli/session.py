@@ -130,9 +130,8 @@ class AgentSession:
         fallback = self._fallback_factory()
         if self.workspace is None:
             return asyncio.run(run_with_fallback(agent, question, history, fallback=fallback))
-        profile = self.settings.profile
-        recorder = RunRecorder(self.store, self.workspace.training, backend=profile.provider,
-                               dialect=profile.dialect, sinks=self._sinks(), cost=profile.cost)
+        recorder = RunRecorder.for_profile(self.store, self.workspace.training, self.settings.profile,
+                                           sinks=self._sinks())
         recorded = asyncio.run(recorder.run(agent, question, history, fallback=fallback))
         self.last_run_id = recorded.run_id
         return recorded.result

@@ -15,6 +15,7 @@ from pathlib import Path
 from tongyi_agent.agent.loop import Agent
 from tongyi_agent.agent.routing import run_with_fallback
 from tongyi_agent.agent.steps import RunResult
+from tongyi_agent.config.profiles import ModelProfile
 from tongyi_agent.config.training import TrainingConfig
 from tongyi_agent.learn.rewards import Reward, compute_rewards
 from tongyi_agent.llm.base import ChatMessage, ModelError
@@ -56,6 +57,13 @@ class RunRecorder:
         self.dialect = dialect
         self.prompt_version = prompt_version
         self.sinks = list(sinks)
+
+    @classmethod
+    def for_profile(cls, store: TrajectoryStore, training: TrainingConfig, profile: ModelProfile,
+                    sinks: Iterable[SpanSink] = ()) -> RunRecorder:
+        """A recorder for runs of `profile`: its provider, dialect and prices."""
+        return cls(store, training, backend=profile.provider, dialect=profile.dialect, sinks=sinks,
+                   cost=profile.cost)
 
     async def run(self, agent: Agent, question: str, history: list[ChatMessage] | None = None, *,
                   fallback: Callable[[], Agent] | None = None, task_answer: str | None = None,
