@@ -49,8 +49,6 @@ def select_sources(answer: str, question: str, returned: list[SourceRef]) -> lis
     answer_numbers = {t for t in answer_tokens if t[0].isdigit()}
     scored: list[tuple[float, int, SourceRef]] = []
     for order, ref in enumerate(by_label.values()):
-        if ref.line is None:
-            continue
         line_tokens = content_tokens(ref.text)
         overlap = answer_tokens & line_tokens
         if not overlap:

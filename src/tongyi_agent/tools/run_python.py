@@ -15,9 +15,11 @@ up first (the snippet is still killed at its own limit).
 
 from __future__ import annotations
 
+import re
 import signal
 
-from tongyi_agent.tools.base import ToolContext, ToolError, ToolResult
+from tongyi_agent.tools.base import SourceRef, ToolContext, ToolError, ToolResult
+from tongyi_agent.tools.paths import relative_label
 from tongyi_agent.tools.sandbox import Limits, run_sandboxed
 
 MAX_CODE_CHARS = 100_000
@@ -59,7 +61,31 @@ def run_python(ctx: ToolContext, code: str) -> ToolResult:
     if run.warnings:
         # Tell the model (and the user reading the trace) that isolation is incomplete here.
         lines.append("sandbox: weaker mode — " + "; ".join(run.warnings))
-    return ToolResult(output="\n".join(lines), ok=run.ok and not run.limit)
+    ok = run.ok and not run.limit
+    return ToolResult(output="\n".join(lines), ok=ok, sources=_input_files(ctx, code, run.stdout) if ok else [])
+
+
+_QUOTED = re.compile(r"""["']([^"'\n]{1,300})["']""")
+
+
+def _input_files(ctx: ToolContext, code: str, stdout: str) -> list[SourceRef]:
+    """Project files the program names in a string literal: a computed answer cites its inputs.
+
+    The source's text is the program's output, so the answer's numbers match it when citations are
+    chosen."""
+    found: dict[str, SourceRef] = {}
+    root = ctx.root.resolve()
+    for literal in _QUOTED.findall(code):
+        candidate = literal.strip().lstrip("/")
+        path = (root / candidate).resolve()
+        if candidate and "/" not in candidate and "." in candidate and not path.is_file():
+            # os.path.join(PROJECT_ROOT, "data", "sales.csv"): find the file by its name if unique.
+            matches = [m for _, m in zip(range(2), root.rglob(candidate), strict=False)]
+            path = matches[0].resolve() if len(matches) == 1 else path
+        if candidate and path.is_relative_to(root) and path.is_file():
+            label = relative_label(root, path)
+            found.setdefault(label, SourceRef(path=label, line=None, text=" ".join(stdout.split())[:300]))
+    return list(found.values())
 
 
 def _signal_name(number: int) -> str:
