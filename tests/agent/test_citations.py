@@ -52,9 +52,10 @@ def test_words_of_the_question_alone_do_not_make_a_source() -> None:
     assert chosen == []
 
 
-def test_file_level_refs_are_not_sources_by_overlap() -> None:
-    returned = [SourceRef("empty.txt", None, "port 8443")]
-    assert select_sources("Port 8443.", "Which port?", returned) == []
+def test_file_level_refs_are_sources_when_their_text_supports_the_answer() -> None:
+    # e.g. a CSV that run_python computed from (text = the program's output) or a DOI with its title
+    returned = [SourceRef("data/sales.csv", None, "total: 8443"), SourceRef("other.csv", None, "total: 12")]
+    assert labels(select_sources("The total is 8443.", "What is the total?", returned)) == ["data/sales.csv"]
 
 
 def test_at_most_max_sources() -> None:
