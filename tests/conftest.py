@@ -11,6 +11,7 @@ import pytest
 from tests.fakes.anthropic_server import anthropic_server_fixture  # noqa: F401  (fixture `anthropic_server`)
 from tests.fakes.fixtures import openai_server  # noqa: F401  (fixture)
 from tests.fakes.scholarly_server import scholarly_server  # noqa: F401  (fixture)
+from tests.fakes.web_server import web_server  # noqa: F401  (fixture)
 
 # Resolved before any test moves HOME: the assembled embedded model (1 GB) is shared, not rebuilt per test.
 REAL_CACHE_DIR = os.environ.get("TONGYI_CACHE_DIR") or platformdirs.user_cache_dir("tongyi-agent")

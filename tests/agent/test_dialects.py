@@ -8,9 +8,9 @@ import pytest
 
 from tongyi_agent.agent.dialects import NativeDialect, ReactDialect, TongyiDialect, get_dialect
 from tongyi_agent.llm.base import ChatResponse, ToolCall
-from tongyi_agent.tools import default_registry
+from tongyi_agent.tools import FILE_TOOLS, default_registry
 
-TOOLS = default_registry()
+TOOLS = default_registry(FILE_TOOLS)
 NAMES = set(TOOLS.names())
 
 

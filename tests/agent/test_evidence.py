@@ -56,3 +56,7 @@ def test_path_citation_without_line_uses_whole_file() -> None:
     [item] = verify("The rotation starts on 3 November according to notes/retro.md.", [], RETURNED)
     assert item.verified and item.source == "notes/retro.md"
     assert item.snippet == "- The new on-call rotation starts on 3 November."
+
+
+def test_statements_of_absence_are_not_claims_to_verify() -> None:
+    assert verify("The total revenue is not found in data/sales.csv.", [], RETURNED) == []

@@ -13,7 +13,7 @@ from tongyi_agent.agent.dialects import NativeDialect
 from tongyi_agent.agent.loop import Agent, AgentSpec
 from tongyi_agent.agent.steps import ToolStep
 from tongyi_agent.llm.anthropic_backend import AnthropicBackend
-from tongyi_agent.tools import default_registry
+from tongyi_agent.tools import FILE_TOOLS, default_registry
 
 QUESTION = "Which port does billing use?"
 ANSWER = "The billing service listens on port 8443."
@@ -28,7 +28,7 @@ async def backend(anthropic_server: FakeAnthropicServer) -> AsyncIterator[Anthro
 
 
 def make_agent(backend: AnthropicBackend, project: Path, **spec: object) -> Agent:
-    return Agent(backend, default_registry(), NativeDialect(), project, AgentSpec(**spec))
+    return Agent(backend, default_registry(FILE_TOOLS), NativeDialect(), project, AgentSpec(**spec))
 
 
 async def test_multi_step_tool_run_answers_with_real_sources(

@@ -13,7 +13,7 @@ from tests.fakes.openai_server import FakeOpenAIServer
 from tongyi_agent.agent.dialects import Dialect, NativeDialect, ReactDialect, TongyiDialect
 from tongyi_agent.agent.loop import Agent, AgentSpec
 from tongyi_agent.llm.openai_compat import OpenAICompatBackend
-from tongyi_agent.tools import default_registry
+from tongyi_agent.tools import FILE_TOOLS, default_registry
 
 QUESTION = "Which port does billing use?"
 ANSWER = "The billing service listens on port 8443."
@@ -27,7 +27,7 @@ async def backend(openai_server: FakeOpenAIServer) -> AsyncIterator[OpenAICompat
 
 
 def make_agent(backend: OpenAICompatBackend, project: Path, dialect: Dialect, **spec: object) -> Agent:
-    return Agent(backend, default_registry(), dialect, project, AgentSpec(**spec))
+    return Agent(backend, default_registry(FILE_TOOLS), dialect, project, AgentSpec(**spec))
 
 
 async def test_native_tool_run_sends_a_valid_conversation(

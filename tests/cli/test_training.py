@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from tests.fakes.openai_server import FakeOpenAIServer
 from tongyi_agent.cli.app import app
+from tongyi_agent.tools import tool_names
 
 SEARCH = {"tool_calls": [{"name": "search_files", "arguments": {"query": "billing port"}}]}
 ANSWER = {"content": "The billing service listens on port 8443."}
@@ -93,7 +94,7 @@ def test_sft_export_loads_with_datasets_and_renders_through_chat_template(
     call = example["messages"][2]["tool_calls"][0]
     assert call["function"]["name"] == "search_files" and json.loads(call["function"]["arguments"])
     assert example["messages"][3]["tool_call_id"] == call["id"]
-    assert {t["function"]["name"] for t in example["tools"]} == {"list_files", "read_file", "search_files"}
+    assert {t["function"]["name"] for t in example["tools"]} == set(tool_names())
 
     # Render through the embedded model's own (Qwen2.5) chat template, read from the GGUF.
     gguf = ensure_weights(WEIGHT_SETS["qwen2.5-coder-1.5b"], user_cache_dir())

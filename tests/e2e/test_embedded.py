@@ -43,3 +43,18 @@ def test_json_answer_on_generated_folder(tmp_path: Path) -> None:
     assert data["model"] == "qwen2.5-coder-1.5b-instruct-q4_k_m"
     assert data["usage"]["model_calls"] >= 2  # it looked before answering
     assert any(step["type"] == "tool" and step["ok"] for step in data["steps"])
+
+
+def test_run_python_computes_from_a_csv_and_cites_it(tmp_path: Path) -> None:
+    root = tmp_path / "sales"
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "sales.csv").write_text(
+        "region,month,revenue\nnorth,jan,1200\nsouth,jan,950\nnorth,feb,1310\nsouth,feb,1005\neast,feb,780\n")
+    done = _cli("--root", str(root), "--json",
+                "What is the total revenue over all rows of data/sales.csv? Compute it.", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert "5245" in data["answer"].replace(",", "")
+    assert any(s["type"] == "tool" and s["name"] == "run_python" and s["ok"] for s in data["steps"])
+    assert "data/sales.csv" in [s["path"] for s in data["sources"]]
+    assert data["verification_rate"] == 1.0

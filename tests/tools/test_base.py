@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tongyi_agent.tools import default_registry
+from tongyi_agent.tools import default_registry, tool_names
 from tongyi_agent.tools.base import Tool, ToolContext, ToolError, ToolRegistry, ToolResult
 
 
@@ -127,9 +127,13 @@ def test_registry_refuses_duplicate_names() -> None:
         registry.add(Tool.from_function(sample))
 
 
-def test_default_registry_offers_the_file_tools() -> None:
+def test_default_registry_offers_every_tool_and_subsets() -> None:
     registry = default_registry(timeout=5.0)
-    assert registry.names() == ["list_files", "read_file", "search_files"]
+    assert registry.names() == tool_names() and len(registry) == 13
+    assert [t.name for t in registry if t.writes] == ["clean_csv", "clean_markdown"]
+    assert default_registry(["search_files", "list_files"]).names() == ["search_files", "list_files"]
+    with pytest.raises(ValueError, match="unknown tool.*grep"):
+        default_registry(["grep"])
     assert registry.timeout == 5.0
     for schema in registry.openai_schemas():
         function = schema["function"]

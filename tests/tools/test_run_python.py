@@ -225,3 +225,19 @@ def test_a_huge_file_hits_the_file_size_limit(ctx: ToolContext) -> None:
     result = run_python(ctx, "with open('big.bin', 'wb') as f:\n    f.write(b'x' * (32 * 1024**2))")
     assert not result.ok
     assert "file size limit" in result.output
+
+
+def test_project_files_readable_relative_to_the_working_directory(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "sales.csv").write_text("region,revenue\nnorth,1200\nsouth,950\n")
+    code = ("import csv\nrows = list(csv.DictReader(open('data/sales.csv')))\n"
+            "print(sum(int(r['revenue']) for r in rows))\n"
+            "open('notes.txt', 'w').write('scratch ok')\nprint(open('notes.txt').read())\n"
+            "try:\n    open('data/new.csv', 'w')\nexcept OSError as e:\n    print('refused', type(e).__name__)\n")
+    result = run_python(ToolContext(root=tmp_path), code)
+    assert result.ok, result.output
+    assert "2150" in result.output and "scratch ok" in result.output and "refused" in result.output
+    assert not (tmp_path / "data" / "new.csv").exists() and not (tmp_path / "notes.txt").exists()
+    assert (tmp_path / "data" / "sales.csv").read_text().startswith("region")  # cleanup kept the original
+    assert [s.label() for s in result.sources] == ["data/sales.csv"]
+    assert "2150" in result.sources[0].text

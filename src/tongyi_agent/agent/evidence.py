@@ -22,6 +22,8 @@ _LINE_REF = re.compile(r"([\w./-]+\.\w+):(\d+)")
 _DOI = re.compile(r"\b(10\.\d{4,9}/[^\s\"'<>),;]+)", re.I)
 _URL = re.compile(r"https?://[^\s)\"'<>]+")
 _PATH = re.compile(r"(?<![\w/])((?:[\w-]+/)*[\w-]+\.(?:md|txt|csv|py|json|yaml|yml|toml|ini|rst|html|pdf|tsv|log))\b")
+_NOT_FOUND = re.compile(r"\bnot (?:be )?(?:found|listed|mentioned|present|available)\b|\bno (?:information|mention)\b",
+                        re.I)
 CONTEXT_LINES = 2  # a claim about line n may rest on the lines around it
 
 
@@ -95,6 +97,8 @@ def verify(answer: str, sources: list[SourceRef], returned: list[SourceRef]) -> 
     index = EvidenceIndex(returned)
     evidence: list[Evidence] = []
     for claim in _claims(answer):
+        if _NOT_FOUND.search(claim):
+            continue  # "X is not in the files" states an absence; there is nothing to check it against
         cited = index.cited(claim)
         if cited:
             for label, output in cited:

@@ -8,6 +8,7 @@ from pathlib import Path
 from tongyi_agent.agent.dialects import get_dialect
 from tongyi_agent.agent.loop import Agent, AgentSpec
 from tongyi_agent.agent.steps import Step
+from tongyi_agent.config.errors import ConfigError
 from tongyi_agent.config.settings import Settings, user_cache_dir
 from tongyi_agent.llm.registry import build_model
 from tongyi_agent.tools import default_registry
@@ -25,7 +26,11 @@ def build_agent(settings: Settings, *, on_step: Callable[[Step], None] | None = 
                      max_output_tokens=min(profile.max_output_tokens, profile.context_length // 4))
     offline = offline or _env_flag(settings, "TONGYI_OFFLINE")
     context = ToolContext(root=settings.root, cache_dir=cache_dir, offline=offline, env=settings.env)
-    return Agent(model, default_registry(), get_dialect(profile.dialect), settings.root, spec, on_step=on_step,
+    try:
+        tools = default_registry(profile.tool_names())
+    except ValueError as exc:
+        raise ConfigError(f"models.ini [{profile.name}] tools: {exc}") from None
+    return Agent(model, tools, get_dialect(profile.dialect), settings.root, spec, on_step=on_step,
                  tool_context=context)
 
 

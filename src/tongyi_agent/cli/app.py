@@ -84,6 +84,8 @@ def main_command(
         "Check models.ini, .env and profiles; print pass/warn/fail per item and exit."))] = False,
     interactive: Annotated[bool, typer.Option("--interactive", "-i", help=(
         "Open the interactive session even when stdin is not a terminal."))] = False,
+    offline: Annotated[bool, typer.Option("--offline", help=(
+        "Turn off the tools that need the network (web, papers); they tell the model so."))] = False,
     train: Annotated[bool, typer.Option("--train", help=(
         "Record this run (spans, answer, sources, rewards) as training data under .tongyi_training/."))] = False,
     training_mode: Annotated[TrainingMode | None, typer.Option(help=(
@@ -149,12 +151,14 @@ def main_command(
     if question is None and (interactive or sys.stdin.isatty()):
         from tongyi_agent.cli.repl import run_repl
 
-        raise typer.Exit(run_repl(settings, out, err, verbose=verbose, workspace=recording))
+        raise typer.Exit(run_repl(settings, out, err, verbose=verbose, workspace=recording, offline=offline,
+                                  cache_dir=workspace.training.data_dir(settings.root)))
     if question is None:
         question = sys.stdin.read()
     if not question.strip():
         raise fail("no question given: pass it as an argument or on stdin")
-    raise typer.Exit(ask_once(settings, question.strip(), verbose=verbose, as_json=as_json, workspace=recording))
+    raise typer.Exit(ask_once(settings, question.strip(), verbose=verbose, as_json=as_json, workspace=recording,
+                              offline=offline, cache_dir=workspace.training.data_dir(settings.root)))
 
 
 def _training_command(root: Path, *, training_stats: bool, as_json: bool, plot: Path | None,
@@ -190,12 +194,13 @@ def _training_command(root: Path, *, training_stats: bool, as_json: bool, plot: 
 
 
 def ask_once(settings: Settings, question: str, *, verbose: bool, as_json: bool,
-             workspace: TrainingWorkspace | None) -> int:
+             workspace: TrainingWorkspace | None, offline: bool = False, cache_dir: Path | None = None) -> int:
     from tongyi_agent.cli.render import print_result, result_dict
     from tongyi_agent.cli.session import AgentSession
     from tongyi_agent.llm.base import ModelError
 
-    session = AgentSession(settings, err, verbose=verbose, workspace=workspace)
+    session = AgentSession(settings, err, verbose=verbose, workspace=workspace, offline=offline,
+                           cache_dir=cache_dir)
     try:
         result = session.ask(question)
     except ModelError as exc:

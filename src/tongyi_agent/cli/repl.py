@@ -6,6 +6,8 @@ including text that merely starts with a slash (a path, say), is a question.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.console import Console
 
 from tongyi_agent.agent.steps import RunResult
@@ -43,8 +45,10 @@ def split_command(line: str) -> tuple[str, str] | None:
 
 
 def run_repl(settings: Settings, out: Console, err: Console, *, verbose: bool = False,
-             workspace: TrainingWorkspace | None = None) -> int:
-    session = AgentSession(settings, err, verbose=verbose, workspace=workspace)
+             workspace: TrainingWorkspace | None = None, offline: bool = False,
+             cache_dir: Path | None = None) -> int:
+    session = AgentSession(settings, err, verbose=verbose, workspace=workspace, offline=offline,
+                           cache_dir=cache_dir)
     try:
         return _loop(session, settings, out, err)
     finally:

@@ -27,10 +27,12 @@ MAX_HISTORY_TURNS = 3  # earlier turns are dropped: the embedded model has a 4k 
 
 class AgentSession:
     def __init__(self, settings: Settings, console: Console, *, verbose: bool = False,
-                 workspace: TrainingWorkspace | None = None, offline: bool = False) -> None:
+                 workspace: TrainingWorkspace | None = None, offline: bool = False,
+                 cache_dir: Path | None = None) -> None:
         self.settings = settings
         self.workspace = workspace  # set when runs are recorded as training data
         self.offline = offline
+        self.cache_dir = cache_dir  # downloads (papers, web pages), under the training data path
         self._fallback: Agent | None = None
         self.last_run_id: str | None = None
         self._store: TrajectoryStore | None = None
@@ -51,11 +53,6 @@ class AgentSession:
         self.settings = settings
         self._agent = self._fallback = None
         self._agent = self._build(settings)
-
-    @property
-    def workspace_dir(self) -> Path | None:
-        """Downloads (papers, web pages) are cached under the training data path."""
-        return self.workspace.training.data_dir(self.settings.root) if self.workspace else None
 
     def _fallback_agent(self) -> Agent:
         """The `[models] fallback` profile's agent, built the first time a run needs it."""
@@ -94,7 +91,7 @@ class AgentSession:
         try:
             with self.console.status(f"Loading {settings.profile.name} ({settings.profile.model_id})…"):
                 return build_agent(settings, on_step=self._on_step, on_weights_progress=on_bytes,
-                                   cache_dir=self.workspace_dir, offline=self.offline)
+                                   cache_dir=self.cache_dir, offline=self.offline)
         finally:
             if task:
                 progress.stop()

@@ -29,8 +29,9 @@ def run_python(ctx: ToolContext, code: str) -> ToolResult:
     """Run a Python 3 program and return its exit status, stdout and stderr.
 
     Use it to compute, parse or analyse data; print() whatever you need to see.
-    The project files are at os.environ["PROJECT_ROOT"] (read-only); the current directory is an empty
-    scratch folder, the only place you may write, deleted after the run. There is no network.
+    The current directory shows the project's files (read-only, e.g. open("data/sales.csv")); new files
+    may be written there and are deleted after the run. os.environ["PROJECT_ROOT"] is the project path.
+    There is no network.
     pandas and numpy may be available. Limits: about 20 s wall clock, 10 s CPU, 1 GiB memory.
 
     Args:

@@ -187,6 +187,21 @@ def _child_env(tmp: str, project_root: str) -> dict[str, str]:
     }
 
 
+def _link_project(tmp: str, project_root: str) -> None:
+    """Symlink the project's top-level entries into the scratch directory.
+
+    Programs (and small models) open "data/sales.csv" relative to the current directory; the links
+    make that work while the files stay read-only behind them. Hidden entries (.git, the training
+    store) are left out."""
+    try:
+        entries = os.listdir(project_root)
+    except OSError:
+        return
+    for name in entries:
+        if not name.startswith(".") and name != "snippet.py":
+            os.symlink(os.path.join(project_root, name), os.path.join(tmp, name))
+
+
 def _launch(mode: _Mode, code: str, project_root: str, limits: Limits) -> tuple[SandboxRun, dict[str, Any]]:
     """Run `code` under `mode`; returns the run and the init's report of what it enforced."""
     tmp = os.path.realpath(tempfile.mkdtemp(prefix="tongyi-sandbox-"))
@@ -197,6 +212,7 @@ def _launch(mode: _Mode, code: str, project_root: str, limits: Limits) -> tuple[
         script = os.path.join(tmp, "snippet.py")
         with open(script, "w", encoding="utf-8") as handle:
             handle.write(code)
+        _link_project(tmp, project_root)
         if mode.drop_uid:
             for path in (tmp, script):
                 os.chown(path, SANDBOX_UID, SANDBOX_UID)
