@@ -132,7 +132,7 @@ def test_default_registry_offers_every_tool_and_subsets() -> None:
     assert registry.names() == tool_names() and len(registry) == 13
     assert [t.name for t in registry if t.writes] == ["clean_csv", "clean_markdown"]
     assert default_registry(["search_files", "list_files"]).names() == ["search_files", "list_files"]
-    with pytest.raises(ValueError, match="unknown tool.*grep"):
+    with pytest.raises(ValueError, match=r"unknown tool.*grep"):
         default_registry(["grep"])
     assert registry.timeout == 5.0
     for schema in registry.openai_schemas():
