@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -32,6 +33,7 @@ class AgentSpec:
     """What to run: instructions, limits and the context window. Data, not behaviour."""
 
     instructions: str = field(default_factory=lambda: load_prompt("system"))
+    forced_answer: str = field(default_factory=lambda: load_prompt("forced_answer"))  # has a {reason} slot
     max_steps: int = 8
     max_tokens: int = 24000
     max_seconds: float = 300.0
@@ -56,6 +58,17 @@ class Agent:
         self.spec = spec or AgentSpec()
         self.on_step = on_step
         self.tool_context = tool_context or ToolContext(root=root)
+
+    def variant(self, *, instructions: str | None = None, forced_answer: str | None = None,
+                root: Path | None = None) -> Agent:
+        """The same model and tools with other prompt texts or another root (prompt candidates, tasks)."""
+        twin = copy.copy(self)
+        twin.spec = dataclasses.replace(self.spec, instructions=instructions or self.spec.instructions,
+                                        forced_answer=forced_answer or self.spec.forced_answer)
+        if root is not None:
+            twin.root = root
+            twin.tool_context = dataclasses.replace(self.tool_context, root=root)
+        return twin
 
     def with_components(self, model: ChatModel, tools: ToolRegistry) -> Agent:
         """The same agent speaking to another model and tool registry (e.g. recording wrappers)."""
@@ -86,7 +99,7 @@ class Agent:
             forced_reason = forced_reason or budget.exhausted()
             final = forced_reason is not None
             if final:
-                messages.append(self._note(steps, load_prompt("forced_answer").format(reason=forced_reason)))
+                messages.append(self._note(steps, _fill(spec.forced_answer, reason=forced_reason)))
             request = self.dialect.request(self.tools, final=final, grammar_ok=self.model.supports_grammar)
             request.max_tokens = spec.max_output_tokens
             started = time.monotonic()
@@ -157,3 +170,11 @@ def _salvage(parsed: ParsedTurn, content: str) -> str | None:
     # When the turn parsed as tool calls, the content is protocol text (<tool_call>...): never the answer.
     text = (parsed.thought if parsed.tool_calls else parsed.thought or content).strip()
     return text or None
+
+
+def _fill(template: str, **values: str) -> str:
+    """str.format for prompt texts that an optimizer may have rewritten: stray braces stay as they are."""
+    try:
+        return template.format(**values)
+    except (KeyError, IndexError, ValueError):
+        return template

@@ -1,0 +1,233 @@
+"""Reflective prompt evolution (GEPA) over our agent, with a held-out promotion gate.
+
+The `gepa` package drives the search: it runs a candidate system prompt on a minibatch of training
+tasks, shows a reflection model the trajectories with their scores and failures, takes the improved
+prompt it proposes, and keeps a Pareto front over the validation tasks. We own everything around it:
+the adapter that runs our agent, the rollout budget, and the decision. A candidate is activated only
+if it beats the active prompt on the held-out test tasks in a paired comparison over the same tasks;
+otherwise it is kept as a candidate and the report says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import mean
+from typing import Any
+
+from tongyi_agent.agent.loop import Agent
+from tongyi_agent.agent.steps import RunResult, ToolStep
+from tongyi_agent.learn.rewards import compute_rewards, task_reward
+from tongyi_agent.learn.tasks import Splits, Task
+from tongyi_agent.llm.base import ChatMessage, ChatModel, ChatRequest, ModelError
+
+MIN_TASKS = 10
+OPTIMIZED_COMPONENT = "system"
+
+
+class NotEnoughTasksError(ValueError):
+    pass
+
+
+@dataclass
+class Rollout:
+    """One task run with one candidate: what the reflection model gets to see."""
+
+    task: Task
+    answer: str
+    score: float
+    feedback: str
+    tokens: int
+
+
+@dataclass
+class Budget:
+    max_rollouts: int
+    rollouts: int = 0
+    tokens: int = 0
+
+    @property
+    def left(self) -> int:
+        return max(0, self.max_rollouts - self.rollouts)
+
+
+class Scorer:
+    """Scores one finished run: the task's reference answer when it has one, else the target reward."""
+
+    def __init__(self, target: str, max_response_time: float) -> None:
+        self.target = target
+        self.max_response_time = max_response_time
+
+    def __call__(self, task: Task, result: RunResult) -> tuple[float, str]:
+        if task.has_reference:
+            score = task_reward(result, task.answer, task.answer_regex) or 0.0
+            expected = task.answer if task.answer is not None else f"a match for /{task.answer_regex}/"
+            verdict = "correct" if score >= 1.0 else f"wrong: expected {expected}"
+        else:
+            _, value = compute_rewards(result, max_response_time=self.max_response_time, target=self.target)
+            score, verdict = value or 0.0, f"{self.target} reward {value or 0.0:.2f}"
+        return score, verdict
+
+
+class AgentRunner:
+    """Runs tasks with a candidate prompt; counts rollouts and tokens against the budget."""
+
+    def __init__(self, agent: Agent, scorer: Scorer, budget: Budget,
+                 on_rollout: Callable[[Budget], None] | None = None) -> None:
+        self.agent = agent
+        self.scorer = scorer
+        self.budget = budget
+        self.on_rollout = on_rollout
+
+    def run(self, task: Task, candidate: Mapping[str, str]) -> Rollout:
+        agent = self.agent.variant(instructions=candidate[OPTIMIZED_COMPONENT], root=task.root)
+        try:
+            result = asyncio.run(agent.run(task.question))
+        except ModelError as exc:  # one failed rollout scores 0; it must not end the optimization
+            self._count(0)
+            return Rollout(task, "", 0.0, f"model error: {exc}", 0)
+        score, verdict = self.scorer(task, result)
+        self._count(result.usage.total_tokens)
+        return Rollout(task, result.answer, score, _feedback(verdict, result), result.usage.total_tokens)
+
+    def scores(self, tasks: Sequence[Task], candidate: Mapping[str, str]) -> list[float]:
+        return [self.run(task, candidate).score for task in tasks]
+
+    def _count(self, tokens: int) -> None:
+        self.budget.rollouts += 1
+        self.budget.tokens += tokens
+        if self.on_rollout:
+            self.on_rollout(self.budget)
+
+
+def _feedback(verdict: str, result: RunResult) -> str:
+    tools = [s for s in result.steps if isinstance(s, ToolStep)]
+    failed = [f"{s.call.name} failed: {s.result.output[:120]}" for s in tools if not s.result.ok]
+    parts = [verdict, f"{result.model_calls} model calls, tools: {', '.join(s.call.name for s in tools) or 'none'}"]
+    if result.stop_reason == "forced":
+        parts.append("the budget ran out and the answer was forced")
+    return "; ".join(parts + failed)
+
+
+class GepaAdapter:
+    """The two methods `gepa` needs: evaluate a batch with a candidate, and build the reflective data."""
+
+    propose_new_texts = None  # gepa's own reflective proposer writes the new prompt
+
+    def __init__(self, runner: AgentRunner) -> None:
+        self.runner = runner
+
+    def evaluate(self, batch: list[Task], candidate: dict[str, str], capture_traces: bool = False) -> Any:
+        from gepa.core.adapter import EvaluationBatch
+
+        rollouts = [self.runner.run(task, candidate) for task in batch]
+        return EvaluationBatch(outputs=[r.answer for r in rollouts], scores=[r.score for r in rollouts],
+                               trajectories=rollouts if capture_traces else None)
+
+    def make_reflective_dataset(self, candidate: dict[str, str], eval_batch: Any,
+                                components_to_update: list[str]) -> dict[str, list[dict[str, Any]]]:
+        records = [{"Inputs": r.task.question, "Generated Outputs": r.answer or "(no answer)",
+                    "Feedback": f"score {r.score:.2f}: {r.feedback}"} for r in eval_batch.trajectories or []]
+        return {name: records for name in components_to_update}
+
+
+def reflection_callable(model: ChatModel, max_tokens: int = 1024) -> Callable[[str], str]:
+    """Wrap a ChatModel as the plain `prompt -> text` function gepa calls for reflection."""
+
+    def call(prompt: str) -> str:
+        response = asyncio.run(model.chat([ChatMessage("user", prompt)], ChatRequest(max_tokens=max_tokens)))
+        return response.content
+
+    return call
+
+
+@dataclass
+class OptimizationReport:
+    seed_validation: float
+    best_validation: float
+    seed_test: float
+    best_test: float
+    test_wins: int
+    test_losses: int
+    rollouts: int
+    tokens: int
+    promoted: bool
+    decision: str
+    best_prompt: str
+    iterations: int
+    splits: dict[str, int] = field(default_factory=dict)
+
+
+def paired_decision(seed: list[float], best: list[float]) -> tuple[bool, int, int, str]:
+    """Promote only when the candidate wins on the same held-out tasks: higher mean and more wins."""
+    wins = sum(b > s for s, b in zip(seed, best, strict=True))
+    losses = sum(b < s for s, b in zip(seed, best, strict=True))
+    seed_mean, best_mean = mean(seed), mean(best)
+    if best_mean > seed_mean and wins > losses:
+        return True, wins, losses, f"held-out test {best_mean:.3f} vs {seed_mean:.3f} ({wins} wins, {losses} losses)"
+    return False, wins, losses, (f"not better on the held-out test: {best_mean:.3f} vs {seed_mean:.3f} "
+                                 f"({wins} wins, {losses} losses)")
+
+
+def optimize_prompt(runner: AgentRunner, seed_prompt: str, splits: Splits, *, reflection: Callable[[str], str],
+                    iterations: int, run_dir: Path, seed: int = 0, minibatch: int = 3,
+                    on_best: Callable[[float], None] | None = None,
+                    on_log: Callable[[str], None] | None = None) -> OptimizationReport:
+    """Search on train/validation, then judge seed vs best on the test split. Resumable via `run_dir`."""
+    import gepa
+    from gepa.utils import MaxCandidateProposalsStopper
+
+    sizes = splits.sizes()
+    if min(sizes.values()) == 0 or sum(sizes.values()) < MIN_TASKS:
+        raise NotEnoughTasksError(
+            f"need at least {MIN_TASKS} usable tasks with some in each split, got {sizes}; "
+            "give a task file with --tasks or record more runs with --train")
+
+    class _Log:  # gepa narrates every step on stdout; keep it for --verbose instead
+        lines: list[str] = []
+
+        def log(self, message: str) -> None:
+            self.lines.append(message)
+            if on_log is not None:
+                on_log(message)
+
+    class _Progress:  # gepa callback: the best validation score so far, for the progress bar
+        def on_valset_evaluated(self, event: dict[str, Any]) -> None:
+            if on_best is not None and event.get("is_best_program"):
+                on_best(float(event["average_score"]))
+
+    # Evaluations cost a full agent run each: gepa stops before the budget is exceeded.
+    reserve = 2 * sizes["test"]
+    search_budget = max(runner.budget.left - reserve, sizes["validation"] + minibatch)
+    result = gepa.optimize(
+        seed_candidate={OPTIMIZED_COMPONENT: seed_prompt}, trainset=splits.train, valset=splits.validation,
+        adapter=GepaAdapter(runner), reflection_lm=reflection, max_metric_calls=search_budget,
+        stop_callbacks=[MaxCandidateProposalsStopper(iterations)], reflection_minibatch_size=minibatch,
+        run_dir=str(run_dir), seed=seed, callbacks=[_Progress()], display_progress_bar=False, logger=_Log(),
+        raise_on_exception=False, skip_perfect_score=False,
+    )
+    best_prompt = _clean(result.best_candidate[OPTIMIZED_COMPONENT]) if isinstance(result.best_candidate, dict) \
+        else seed_prompt
+    seed_val = result.val_aggregate_scores[0]
+    best_val = result.val_aggregate_scores[result.best_idx]
+    seed_scores = runner.scores(splits.test, {OPTIMIZED_COMPONENT: seed_prompt})
+    if best_prompt.strip() == seed_prompt.strip():
+        best_scores, promoted, wins, losses = seed_scores, False, 0, 0
+        decision = "no candidate beat the seed prompt on validation"
+    else:
+        best_scores = runner.scores(splits.test, {OPTIMIZED_COMPONENT: best_prompt})
+        promoted, wins, losses, decision = paired_decision(seed_scores, best_scores)
+    return OptimizationReport(
+        seed_validation=seed_val, best_validation=best_val, seed_test=mean(seed_scores),
+        best_test=mean(best_scores), test_wins=wins, test_losses=losses, rollouts=runner.budget.rollouts,
+        tokens=runner.budget.tokens, promoted=promoted, decision=decision, best_prompt=best_prompt,
+        iterations=len(result.candidates) - 1, splits=sizes)
+
+
+def _clean(text: str) -> str:
+    """Reflection models sometimes wrap the prompt in fences or quotes; keep the prompt itself."""
+    fenced = re.fullmatch(r"\s*```[\w-]*\n(.*?)\n?```\s*", text, re.S)
+    return (fenced.group(1) if fenced else text).strip().strip('"').strip()
