@@ -108,7 +108,37 @@ def m004_runs_cost(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE runs ADD COLUMN cost REAL")
 
 
-MIGRATIONS: list[Migration] = [m001_initial, m002_runs_ab_arm, m003_stats_indexes, m004_runs_cost]
+def m005_prompt_versions(conn: sqlite3.Connection) -> None:
+    # Versioned prompts (store/prompts.py). Status is checked in Python rather than by a CHECK
+    # constraint, so a later status does not need SQLite's copy-the-table dance.
+    conn.execute(
+        """CREATE TABLE prompt_versions (
+            id TEXT PRIMARY KEY,
+            components TEXT NOT NULL,
+            parent TEXT REFERENCES prompt_versions (id),
+            author TEXT NOT NULL,
+            status TEXT NOT NULL,
+            scores TEXT NOT NULL DEFAULT '{}',
+            note TEXT NOT NULL DEFAULT '',
+            created_at REAL NOT NULL
+        )"""
+    )
+    # The database itself guarantees at most one active version, whatever a buggy or racing writer does.
+    conn.execute("CREATE UNIQUE INDEX prompt_versions_one_active ON prompt_versions (status) WHERE status = 'active'")
+    conn.execute("CREATE INDEX prompt_versions_created_at ON prompt_versions (created_at)")
+    conn.execute(
+        """CREATE TABLE prompt_events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            version TEXT NOT NULL REFERENCES prompt_versions (id),
+            action TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            created_at REAL NOT NULL
+        )"""
+    )
+
+
+MIGRATIONS: list[Migration] = [m001_initial, m002_runs_ab_arm, m003_stats_indexes, m004_runs_cost,
+                               m005_prompt_versions]
 
 
 def applied_migrations(conn: sqlite3.Connection) -> list[str]:
