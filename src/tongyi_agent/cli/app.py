@@ -18,8 +18,10 @@ from typer.core import TyperGroup
 from tongyi_agent import __version__
 from tongyi_agent.cli.console import EXIT_FAILED, err, fail, out
 from tongyi_agent.cli.models import models_app
+from tongyi_agent.cli.prompts import prompts_app
 from tongyi_agent.config import ConfigError, Settings, load_settings
 from tongyi_agent.learn.workspace import TrainingWorkspace
+from tongyi_agent.store.prompts import PromptVersion
 
 
 class QuestionFirstGroup(TyperGroup):
@@ -37,6 +39,7 @@ class QuestionFirstGroup(TyperGroup):
 app = typer.Typer(cls=QuestionFirstGroup, add_completion=False, rich_markup_mode=None,
                   pretty_exceptions_enable=False, context_settings={"help_option_names": ["-h", "--help"]})
 app.add_typer(models_app, name="models")
+app.add_typer(prompts_app, name="prompts")
 
 
 class TrainingMode(StrEnum):
@@ -59,7 +62,8 @@ def _version(value: bool) -> None:
 
 
 @app.command("ask", hidden=True, epilog=(
-    "More: tongyi-cli models list|info|set|test manages model profiles (tongyi-cli models --help)."))
+    "More: tongyi-cli models list|info|set|test manages model profiles; tongyi-cli prompts "
+    "list|show|diff|activate|rollback|add manages prompt versions (each has --help)."))
 def main_command(
     question: Annotated[str | None, typer.Argument(
         help="The question to answer. Omit it to open an interactive session, or pipe it on stdin.")] = None,
@@ -105,6 +109,19 @@ def main_command(
     feedback: Annotated[tuple[str, float] | None, typer.Option(help=(
         "Rate a recorded run: RUN_ID (or a unique prefix) and a score in [0, 1] (or -1..0 for thumbs down)."))]
     = None,
+    optimize: Annotated[bool, typer.Option("--optimize", help=(
+        "Improve the system prompt from --tasks or recorded runs; promote it only if it wins on held-out tasks."))]
+    = False,
+    optimize_iterations: Annotated[int | None, typer.Option(min=1, help=(
+        "Candidate prompts to propose (default: [prompt_optimization] max_iterations)."))] = None,
+    budget_rollouts: Annotated[int, typer.Option(min=1, help="Most agent runs the optimization may spend.")]
+    = 200,
+    reflection_model: Annotated[str | None, typer.Option(help=(
+        "Profile of the model that proposes new prompts (default: the agent's model)."))] = None,
+    tasks: Annotated[Path | None, typer.Option(help=(
+        "Task file (JSONL: question, answer or answer_regex, root, sources) to optimize on."))] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted optimization run.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed for the task split and the search.")] = 0,
     reset_training: Annotated[bool, typer.Option("--reset-training", help="Delete all recorded runs (asks first).")]
     = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (--reset-training).")]
@@ -146,19 +163,49 @@ def main_command(
                                            mode=training_mode.value if training_mode else None)
     except ConfigError as exc:
         raise fail(str(exc)) from None
+    if optimize:
+        raise typer.Exit(_optimize(settings, workspace, iterations=optimize_iterations, budget=budget_rollouts,
+                                   reflection=reflection_model, tasks=tasks, resume=resume, seed=seed,
+                                   verbose=verbose))
     recording = workspace if workspace.training.enabled else None
 
     if question is None and (interactive or sys.stdin.isatty()):
         from tongyi_agent.cli.repl import run_repl
 
         raise typer.Exit(run_repl(settings, out, err, verbose=verbose, workspace=recording, offline=offline,
-                                  cache_dir=workspace.training.data_dir(settings.root)))
+                                  cache_dir=workspace.training.data_dir(settings.root),
+                                  prompt=workspace.active_prompt()))
     if question is None:
         question = sys.stdin.read()
     if not question.strip():
         raise fail("no question given: pass it as an argument or on stdin")
     raise typer.Exit(ask_once(settings, question.strip(), verbose=verbose, as_json=as_json, workspace=recording,
-                              offline=offline, cache_dir=workspace.training.data_dir(settings.root)))
+                              offline=offline, cache_dir=workspace.training.data_dir(settings.root),
+                              prompt=workspace.active_prompt()))
+
+
+def _optimize(settings: Settings, workspace: TrainingWorkspace, *, iterations: int | None, budget: int,
+              reflection: str | None, tasks: Path | None, resume: bool, seed: int, verbose: bool) -> int:
+    from tongyi_agent.cli.optimize import optimize_command, print_report
+    from tongyi_agent.learn.optimizer import NotEnoughTasksError
+    from tongyi_agent.learn.prompt_run import OptimizeRequest
+    from tongyi_agent.learn.tasks import TaskFileError
+    from tongyi_agent.llm.base import ModelError
+    from tongyi_agent.store import StoreError
+
+    if workspace.training.mode != "prompt":
+        raise fail(f"--optimize in {workspace.training.mode} mode is not implemented yet; only prompt mode is")
+    request = OptimizeRequest(iterations=iterations or workspace.training.prompt_optimization.max_iterations,
+                              budget_rollouts=budget, tasks_file=tasks, seed=seed, resume=resume)
+    try:
+        outcome = optimize_command(settings, workspace, request, reflection_profile=reflection, console=err,
+                                   verbose=verbose)
+    except (NotEnoughTasksError, TaskFileError, StoreError, ConfigError) as exc:
+        raise fail(str(exc.args[0]) if exc.args else str(exc)) from None
+    except ModelError as exc:
+        raise fail(str(exc), EXIT_FAILED) from None
+    print_report(out, outcome)
+    return 0
 
 
 def _training_command(root: Path, *, training_stats: bool, as_json: bool, plot: Path | None,
@@ -194,13 +241,14 @@ def _training_command(root: Path, *, training_stats: bool, as_json: bool, plot: 
 
 
 def ask_once(settings: Settings, question: str, *, verbose: bool, as_json: bool,
-             workspace: TrainingWorkspace | None, offline: bool = False, cache_dir: Path | None = None) -> int:
+             workspace: TrainingWorkspace | None, offline: bool = False, cache_dir: Path | None = None,
+             prompt: PromptVersion | None = None) -> int:
     from tongyi_agent.cli.render import print_result, result_dict
     from tongyi_agent.cli.session import AgentSession
     from tongyi_agent.llm.base import ModelError
 
     session = AgentSession(settings, err, verbose=verbose, workspace=workspace, offline=offline,
-                           cache_dir=cache_dir)
+                           cache_dir=cache_dir, prompt=prompt)
     try:
         result = session.ask(question)
     except ModelError as exc:

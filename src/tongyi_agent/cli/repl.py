@@ -16,6 +16,7 @@ from tongyi_agent.cli.session import AgentSession
 from tongyi_agent.config import ConfigError, Settings, load_settings
 from tongyi_agent.learn.workspace import TrainingWorkspace
 from tongyi_agent.llm.base import ModelError
+from tongyi_agent.store.prompts import PromptVersion
 
 COMMANDS = {
     "/help": "show this help",
@@ -46,9 +47,9 @@ def split_command(line: str) -> tuple[str, str] | None:
 
 def run_repl(settings: Settings, out: Console, err: Console, *, verbose: bool = False,
              workspace: TrainingWorkspace | None = None, offline: bool = False,
-             cache_dir: Path | None = None) -> int:
+             cache_dir: Path | None = None, prompt: PromptVersion | None = None) -> int:
     session = AgentSession(settings, err, verbose=verbose, workspace=workspace, offline=offline,
-                           cache_dir=cache_dir)
+                           cache_dir=cache_dir, prompt=prompt)
     try:
         return _loop(session, settings, out, err)
     finally:

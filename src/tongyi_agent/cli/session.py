@@ -3,7 +3,6 @@ with a spinner or step lines, and keeps the turns for follow-up questions."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from tongyi_agent.agent.factory import build_agent
 from tongyi_agent.agent.loop import Agent
 from tongyi_agent.agent.routing import run_with_fallback
+from tongyi_agent.agent.runtime import LoopRunner
 from tongyi_agent.agent.steps import RunResult, Step
 from tongyi_agent.cli.render import step_line
 from tongyi_agent.config import ConfigError, Settings
@@ -20,6 +20,7 @@ from tongyi_agent.learn.recording import RunRecorder
 from tongyi_agent.learn.workspace import TrainingWorkspace
 from tongyi_agent.llm.base import ChatMessage
 from tongyi_agent.store import TrajectoryStore, secret_values_from_env
+from tongyi_agent.store.prompts import PromptVersion
 from tongyi_agent.trace.otel import OtelSink
 
 MAX_HISTORY_TURNS = 3  # earlier turns are dropped: the embedded model has a 4k context
@@ -28,8 +29,9 @@ MAX_HISTORY_TURNS = 3  # earlier turns are dropped: the embedded model has a 4k 
 class AgentSession:
     def __init__(self, settings: Settings, console: Console, *, verbose: bool = False,
                  workspace: TrainingWorkspace | None = None, offline: bool = False,
-                 cache_dir: Path | None = None) -> None:
+                 cache_dir: Path | None = None, prompt: PromptVersion | None = None) -> None:
         self.settings = settings
+        self.prompt = prompt  # the active prompt version; None = the packaged default texts
         self.workspace = workspace  # set when runs are recorded as training data
         self.offline = offline
         self.cache_dir = cache_dir  # downloads (papers, web pages), under the training data path
@@ -37,6 +39,7 @@ class AgentSession:
         self.last_run_id: str | None = None
         self._store: TrajectoryStore | None = None
         self._otel: list[OtelSink] | None = None
+        self._loop = LoopRunner()
         self.console = console  # progress and step lines go to stderr so stdout stays clean
         self.verbose = verbose
         self.turns: list[tuple[str, RunResult]] = []
@@ -90,8 +93,12 @@ class AgentSession:
 
         try:
             with self.console.status(f"Loading {settings.profile.name} ({settings.profile.model_id})…"):
-                return build_agent(settings, on_step=self._on_step, on_weights_progress=on_bytes,
-                                   cache_dir=self.cache_dir, offline=self.offline)
+                agent = build_agent(settings, on_step=self._on_step, on_weights_progress=on_bytes,
+                                    cache_dir=self.cache_dir, offline=self.offline)
+            if self.prompt is None:
+                return agent
+            return agent.variant(instructions=self.prompt.components.get("system"),
+                                 forced_answer=self.prompt.components.get("forced_answer"))
         finally:
             if task:
                 progress.stop()
@@ -126,10 +133,10 @@ class AgentSession:
     def _run(self, agent: Agent, question: str, history: list[ChatMessage]) -> RunResult:
         fallback = self._fallback_factory()
         if self.workspace is None:
-            return asyncio.run(run_with_fallback(agent, question, history, fallback=fallback))
+            return self._loop.run(run_with_fallback(agent, question, history, fallback=fallback))
         recorder = RunRecorder.for_profile(self.store, self.workspace.training, self.settings.profile,
-                                           sinks=self._sinks())
-        recorded = asyncio.run(recorder.run(agent, question, history, fallback=fallback))
+                                           sinks=self._sinks(), prompt_version=self.prompt.id if self.prompt else None)
+        recorded = self._loop.run(recorder.run(agent, question, history, fallback=fallback))
         self.last_run_id = recorded.run_id
         return recorded.result
 
@@ -152,6 +159,7 @@ class AgentSession:
         return self._store
 
     def close(self) -> None:
+        self._loop.close()
         for sink in self._otel or []:
             sink.shutdown()
         if self._store is not None:

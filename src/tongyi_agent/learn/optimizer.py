@@ -10,7 +10,6 @@ otherwise it is kept as a candidate and the report says so.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from statistics import mean
 from typing import Any
 
 from tongyi_agent.agent.loop import Agent
+from tongyi_agent.agent.runtime import LoopRunner
 from tongyi_agent.agent.steps import RunResult, ToolStep
 from tongyi_agent.learn.rewards import compute_rewards, task_reward
 from tongyi_agent.learn.tasks import Splits, Task
@@ -76,7 +76,8 @@ class AgentRunner:
     """Runs tasks with a candidate prompt; counts rollouts and tokens against the budget."""
 
     def __init__(self, agent: Agent, scorer: Scorer, budget: Budget,
-                 on_rollout: Callable[[Budget], None] | None = None) -> None:
+                 on_rollout: Callable[[Budget], None] | None = None, loop: LoopRunner | None = None) -> None:
+        self.loop = loop or LoopRunner()
         self.agent = agent
         self.scorer = scorer
         self.budget = budget
@@ -85,7 +86,7 @@ class AgentRunner:
     def run(self, task: Task, candidate: Mapping[str, str]) -> Rollout:
         agent = self.agent.variant(instructions=candidate[OPTIMIZED_COMPONENT], root=task.root)
         try:
-            result = asyncio.run(agent.run(task.question))
+            result = self.loop.run(agent.run(task.question))
         except ModelError as exc:  # one failed rollout scores 0; it must not end the optimization
             self._count(0)
             return Rollout(task, "", 0.0, f"model error: {exc}", 0)
@@ -134,11 +135,11 @@ class GepaAdapter:
         return {name: records for name in components_to_update}
 
 
-def reflection_callable(model: ChatModel, max_tokens: int = 1024) -> Callable[[str], str]:
+def reflection_callable(model: ChatModel, loop: LoopRunner, max_tokens: int = 1024) -> Callable[[str], str]:
     """Wrap a ChatModel as the plain `prompt -> text` function gepa calls for reflection."""
 
     def call(prompt: str) -> str:
-        response = asyncio.run(model.chat([ChatMessage("user", prompt)], ChatRequest(max_tokens=max_tokens)))
+        response = loop.run(model.chat([ChatMessage("user", prompt)], ChatRequest(max_tokens=max_tokens)))
         return response.content
 
     return call
@@ -186,11 +187,8 @@ def optimize_prompt(runner: AgentRunner, seed_prompt: str, splits: Splits, *, re
             f"need at least {MIN_TASKS} usable tasks with some in each split, got {sizes}; "
             "give a task file with --tasks or record more runs with --train")
 
-    class _Log:  # gepa narrates every step on stdout; keep it for --verbose instead
-        lines: list[str] = []
-
+    class _Log:  # gepa narrates every step on stdout; pass it to --verbose instead
         def log(self, message: str) -> None:
-            self.lines.append(message)
             if on_log is not None:
                 on_log(message)
 

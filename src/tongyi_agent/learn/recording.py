@@ -60,10 +60,10 @@ class RunRecorder:
 
     @classmethod
     def for_profile(cls, store: TrajectoryStore, training: TrainingConfig, profile: ModelProfile,
-                    sinks: Iterable[SpanSink] = ()) -> RunRecorder:
+                    sinks: Iterable[SpanSink] = (), prompt_version: str | None = None) -> RunRecorder:
         """A recorder for runs of `profile`: its provider, dialect and prices."""
         return cls(store, training, backend=profile.provider, dialect=profile.dialect, sinks=sinks,
-                   cost=profile.cost)
+                   cost=profile.cost, prompt_version=prompt_version)
 
     async def run(self, agent: Agent, question: str, history: list[ChatMessage] | None = None, *,
                   fallback: Callable[[], Agent] | None = None, task_answer: str | None = None,

@@ -19,6 +19,7 @@ from tongyi_agent.store import (
     export_sft,
     secret_values_from_env,
 )
+from tongyi_agent.store.prompts import PromptStore, PromptVersion
 
 EXPORT_FORMATS = ("json", "jsonl", "sft", "dpo")
 
@@ -81,3 +82,10 @@ class TrainingWorkspace:
             if fmt == "sft":
                 return export_sft(store, path, tools_schema or [], min_reward, chunk_size, reward_name=self.target)
             return export_dpo(store, path, chunk_size=chunk_size, reward_name=self.target)
+
+    def active_prompt(self) -> PromptVersion | None:
+        """The active prompt version, when this project has a store with versions (never creates one)."""
+        if not self.has_data():
+            return None
+        with self.open_store() as store:
+            return PromptStore(store).active()

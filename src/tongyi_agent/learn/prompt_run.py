@@ -1,0 +1,118 @@
+"""One prompt-optimization run end to end: tasks, splits, the active prompt as seed, the search,
+the held-out decision, and the new prompt version stored (and activated only if it won).
+
+Shared by `tongyi-cli --optimize`, the Python API and the scheduler.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tongyi_agent.agent.loop import Agent
+from tongyi_agent.agent.prompts import load_prompt
+from tongyi_agent.agent.runtime import LoopRunner
+from tongyi_agent.learn.optimizer import (
+    AgentRunner,
+    Budget,
+    OptimizationReport,
+    Scorer,
+    optimize_prompt,
+    reflection_callable,
+)
+from tongyi_agent.learn.tasks import Task, load_tasks, split_tasks, tasks_from_runs
+from tongyi_agent.learn.workspace import TrainingWorkspace
+from tongyi_agent.llm.base import ChatModel
+from tongyi_agent.store import StoreError
+from tongyi_agent.store.prompts import PromptStore, PromptVersion
+
+RUN_META = "optimizer.run"  # {"id", "status", "started_at", ...} of the latest run, for --resume and stats
+
+
+def default_components() -> dict[str, str]:
+    return {"system": load_prompt("system"), "forced_answer": load_prompt("forced_answer")}
+
+
+@dataclass
+class OptimizeRequest:
+    iterations: int
+    budget_rollouts: int
+    tasks_file: Path | None = None
+    seed: int = 0
+    resume: bool = False
+
+
+@dataclass
+class OptimizeOutcome:
+    report: OptimizationReport
+    run_id: str
+    candidate: PromptVersion | None  # the stored new version (None when the search found nothing new)
+    seed_version: PromptVersion
+
+
+def gather_tasks(workspace: TrainingWorkspace, tasks_file: Path | None) -> list[Task]:
+    if tasks_file is not None:
+        return load_tasks(tasks_file, workspace.root)
+    with workspace.open_store() as store:
+        return tasks_from_runs(store, workspace.root)
+
+
+def run_prompt_optimization(workspace: TrainingWorkspace, agent: Agent, request: OptimizeRequest, *,
+                            reflection_model: ChatModel | None = None,
+                            reflection: Callable[[str], str] | None = None,
+                            on_rollout: Callable[[Budget], None] | None = None,
+                            on_best: Callable[[float], None] | None = None,
+                            on_log: Callable[[str], None] | None = None) -> OptimizeOutcome:
+    """Raises NotEnoughTasksError, TaskFileError or StoreError (one-line messages)."""
+    tasks = gather_tasks(workspace, request.tasks_file)
+    splits = split_tasks(tasks, request.seed)
+    with workspace.open_store() as store:
+        prompts = PromptStore(store)
+        seed_version = prompts.ensure_default(default_components())
+        run_id = _run_id(store, request.resume)
+        store.set_meta(RUN_META, json.dumps({"id": run_id, "status": "running", "started_at": time.time(),
+                                             "seed_version": seed_version.id}))
+    training = workspace.training
+    scorer = Scorer(training.prompt_optimization.optimization_target, training.performance_metrics.max_response_time)
+    loop = LoopRunner()
+    runner = AgentRunner(agent.variant(forced_answer=seed_version.components.get("forced_answer")), scorer,
+                         Budget(request.budget_rollouts), on_rollout, loop)
+    try:
+        report = optimize_prompt(
+            runner, seed_version.components["system"], splits,
+            reflection=reflection or reflection_callable(reflection_model or agent.model, loop),
+            iterations=request.iterations, run_dir=workspace.training.data_dir(workspace.root) / "optimizer" / run_id,
+            seed=request.seed, on_best=on_best, on_log=on_log)
+    finally:
+        loop.close()
+
+    with workspace.open_store() as store:
+        prompts = PromptStore(store)
+        candidate = None
+        if report.best_prompt.strip() != seed_version.components["system"].strip():
+            scores = {"validation": report.best_validation, "test": report.best_test,
+                      "seed_validation": report.seed_validation, "seed_test": report.seed_test}
+            candidate = prompts.add({**seed_version.components, "system": report.best_prompt},
+                                    parent=seed_version.id, author=f"optimizer:{run_id}", scores=scores,
+                                    note=report.decision)
+            if report.promoted:
+                candidate = prompts.activate(candidate.id, reason=f"optimizer {run_id}: {report.decision}")
+        store.set_meta(RUN_META, json.dumps({"id": run_id, "status": "done", "finished_at": time.time(),
+                                             "seed_version": seed_version.id,
+                                             "candidate": candidate.id if candidate else None,
+                                             "report": asdict(report)}))
+    return OptimizeOutcome(report, run_id, candidate, seed_version)
+
+
+def _run_id(store: object, resume: bool) -> str:
+    """A new run id, or with `resume` the id of the interrupted run (gepa resumes from its run_dir)."""
+    previous = json.loads(store.get_meta(RUN_META) or "null")  # type: ignore[attr-defined]
+    if resume:
+        if not previous or previous.get("status") != "running":
+            raise StoreError("nothing to resume: no interrupted optimization run in this project")
+        return str(previous["id"])
+    return f"opt-{uuid.uuid4().hex[:8]}"

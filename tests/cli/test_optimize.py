@@ -1,0 +1,93 @@
+"""`tongyi-cli --optimize` end to end over a fake OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+from tests.fakes.openai_server import FakeOpenAIServer
+from tongyi_agent.cli.app import app
+
+INSTRUCTION = "Always state the item code."
+
+
+def _reply(request: dict[str, Any]) -> dict[str, Any]:
+    messages = request["messages"]
+    if messages[0]["role"] == "system":  # an agent run
+        number = re.search(r"item (\d+)", messages[-1]["content"])
+        knows = INSTRUCTION in messages[0]["content"] and number
+        return {"content": f"CODE-{number.group(1)}" if knows else "I am not sure."}
+    prompt = messages[-1]["content"]  # gepa's reflection request
+    current = re.search(r"```\n(.*?)\n```", prompt, re.S)
+    base = current.group(1) if current else "You are a research assistant."
+    return {"content": f"```\n{base}\n{INSTRUCTION}\n```" if "wrong: expected CODE-" in prompt else "```\nx\n```"}
+
+
+def _setup(project: Path, server: FakeOpenAIServer, n_tasks: int = 24) -> Path:
+    (project / "models.ini").write_text(
+        f"[models]\ndefault = fake\n\n[fake]\nprovider = openai\nbase_url = {server.base_url}\n"
+        "model_id = fake-model\nmax_retries = 0\n")
+    tasks = project.parent / "tasks.jsonl"
+    tasks.write_text("".join(json.dumps({"question": f"What is the code of item {i}?", "answer": f"CODE-{i}",
+                                         "root": project.name}) + "\n" for i in range(n_tasks)))
+    server.add(*[_reply] * 400)
+    return tasks
+
+
+def test_optimize_promotes_a_better_prompt_and_later_runs_use_it(runner: CliRunner, project: Path,
+                                                                 openai_server: FakeOpenAIServer) -> None:
+    tasks = _setup(project, openai_server)
+    result = runner.invoke(app, ["--root", str(project), "--optimize", "--tasks", str(tasks),
+                                 "--optimize-iterations", "3", "--budget-rollouts", "120", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    assert "Promoted" in result.stdout and "held-out test" in result.stdout
+    assert re.search(r"best candidate\s+│\s*1\.000\s+│\s*1\.000", result.stdout)
+
+    listed = json.loads(runner.invoke(app, ["prompts", "list", "--root", str(project), "--json"]).stdout)
+    active = next(v for v in listed if v["status"] == "active")
+    shown = json.loads(runner.invoke(app, ["prompts", "show", active["id"], "--root", str(project), "--json"]).stdout)
+    assert INSTRUCTION in shown["components"]["system"] and active["author"].startswith("optimizer:")
+
+    # The next recorded run uses the promoted prompt, and records its version.
+    asked = runner.invoke(app, ["--root", str(project), "--train", "--json", "What is the code of item 99?"])
+    assert json.loads(asked.stdout)["answer"] == "CODE-99"
+    with sqlite3.connect(project / ".tongyi_training" / "trajectories.sqlite") as conn:
+        assert conn.execute("SELECT prompt_version FROM runs").fetchall() == [(active["id"],)]
+
+    rolled = runner.invoke(app, ["prompts", "rollback", "--root", str(project)])
+    assert rolled.exit_code == 0
+    again = runner.invoke(app, ["--root", str(project), "--json", "What is the code of item 98?"])
+    assert json.loads(again.stdout)["answer"] == "I am not sure."
+
+
+def test_too_few_tasks_exits_nonzero_with_a_message(runner: CliRunner, project: Path,
+                                                    openai_server: FakeOpenAIServer) -> None:
+    tasks = _setup(project, openai_server, n_tasks=5)
+    result = runner.invoke(app, ["--root", str(project), "--optimize", "--tasks", str(tasks)])
+    assert result.exit_code == 2
+    assert "at least 10 usable tasks" in result.stderr
+    assert openai_server.chat_requests == []
+
+
+def test_bad_task_file_names_the_line(runner: CliRunner, project: Path, tmp_path: Path) -> None:
+    tasks = tmp_path / "bad.jsonl"
+    tasks.write_text('{"question": "ok?"}\n{"answer": "no question"}\n')
+    result = runner.invoke(app, ["--root", str(project), "--optimize", "--tasks", str(tasks)])
+    assert result.exit_code == 2
+    assert "bad.jsonl:2: 'question' must be a non-empty string" in result.stderr
+
+
+def test_resume_without_an_interrupted_run(runner: CliRunner, project: Path, openai_server: FakeOpenAIServer) -> None:
+    tasks = _setup(project, openai_server)
+    result = runner.invoke(app, ["--root", str(project), "--optimize", "--tasks", str(tasks), "--resume"])
+    assert result.exit_code == 2 and "nothing to resume" in result.stderr
+
+
+def test_other_modes_say_they_are_not_implemented(runner: CliRunner, project: Path) -> None:
+    result = runner.invoke(app, ["--root", str(project), "--optimize", "--training-mode", "rl"])
+    assert result.exit_code == 2 and "not implemented" in result.stderr
