@@ -15,9 +15,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tongyi_agent.agent.prompts import load_prompt
+from tongyi_agent.agent.prompts import default_components
 from tongyi_agent.cli.console import fail, out
 from tongyi_agent.config import ConfigError
+from tongyi_agent.learn.experiments import ExperimentManager
 from tongyi_agent.learn.workspace import TrainingWorkspace
 from tongyi_agent.store import PromptStore, PromptVersion, StoreError
 
@@ -27,14 +28,6 @@ prompts_app = typer.Typer(help="List, compare, author and switch the agent's pro
 RootOption = Annotated[Path, typer.Option("--root", "-r", help="Project folder whose training data is used.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 ReasonOption = Annotated[str, typer.Option("--reason", help="Why; kept in the prompt event log.")]
-PACKAGED_COMPONENTS = ("system", "forced_answer")
-
-
-def packaged_default() -> dict[str, str]:
-    """The prompt texts shipped with the package: what a project without versions runs with."""
-    return {name: load_prompt(name) for name in PACKAGED_COMPONENTS}
-
-
 @contextmanager
 def _prompt_store(root: Path) -> Iterator[PromptStore]:
     """The project's prompt versions, with the packaged default recorded on first use; store and
@@ -42,7 +35,7 @@ def _prompt_store(root: Path) -> Iterator[PromptStore]:
     try:
         with TrainingWorkspace.load(root).open_store() as store:
             prompts = PromptStore(store)
-            prompts.ensure_default(packaged_default())
+            prompts.ensure_default(default_components())
             yield prompts
     except (ConfigError, StoreError, ValueError) as exc:
         raise fail(str(exc)) from None
@@ -202,3 +195,22 @@ def rollback(reason: ReasonOption = "rolled back with tongyi-cli prompts rollbac
         version = prompts.rollback(reason=reason)
     retired = f"; retired {before.id}" if before is not None else ""
     out.print(f"Rolled back to {version.id}{retired}.")
+
+
+@prompts_app.command("experiment")
+def experiment(version_id: Annotated[str, typer.Argument(metavar="ID", help="Candidate version id or prefix.")],
+               root: RootOption = Path(".")) -> None:
+    """Start an A/B experiment: recorded runs are split between the active version and this candidate.
+
+    Needs [experiments] enable_ab_testing = true. After experiment_duration runs a significance test
+    promotes the candidate or rolls it back; --training-stats shows the arms meanwhile.
+    """
+    try:
+        workspace = TrainingWorkspace.load(root)
+        with workspace.open_store() as store:
+            PromptStore(store).ensure_default(default_components())
+            started = ExperimentManager(store, workspace.training.experiments, workspace.target).start(version_id)
+    except (ConfigError, StoreError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    out.print(f"Started A/B experiment {started.id}: {started.treatment} (treatment) vs {started.control} "
+              f"(control), {started.duration} runs, control ratio {started.control_ratio:g}.")

@@ -56,3 +56,31 @@ def print_stats(console: Console, stats: dict[str, Any], *, target: str) -> None
     for name, count in {**stats["prompt_versions"], **stats["models"]}.items():
         usage.add_row(str(name), str(count))
     console.print(usage)
+
+
+def print_learning(console: Console, stats: dict[str, Any]) -> None:
+    """Prompt version in use, last optimization, A/B experiment and schedule."""
+    console.print(f"Active prompt version: {stats.get('active_prompt_version') or 'packaged default'}")
+    run = stats.get("prompt_optimization")
+    if run:
+        report = run.get("report") or {}
+        line = f"Last prompt optimization {run['id']}: {run['status']}"
+        if report:
+            line += (f"; held-out test {report['seed_test']:.3f} -> {report['best_test']:.3f}; "
+                     f"{'promoted' if report['promoted'] else 'not promoted'} ({report['decision']})")
+        console.print(line)
+    experiment = stats.get("experiment") or {}
+    current = experiment.get("current")
+    if current:
+        table = _table(f"A/B experiment {current['id']}: {current['treatment']} vs {current['control']} "
+                       f"({current['duration']} runs)", "arm", "runs", "mean reward", "success", "mean s")
+        for arm, row in experiment.get("arms", {}).items():
+            reward = "—" if row["mean_reward"] is None else f"{row['mean_reward']:.3f}"
+            table.add_row(arm, str(row["runs"]), reward, f"{row['success_rate']:.1%}", f"{row['mean_seconds']:.2f}")
+        console.print(table)
+    elif experiment.get("last_result"):
+        console.print(f"Last A/B experiment: {experiment['last_result'].get('reason', experiment['last_result'])}")
+    schedule = stats.get("schedule") or {}
+    if schedule.get("last_started"):
+        started = schedule["last_started"]
+        console.print(f"Last scheduled optimization: {started.get('reason')} (pid {started.get('pid')})")

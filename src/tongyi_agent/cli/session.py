@@ -16,6 +16,7 @@ from tongyi_agent.agent.runtime import LoopRunner
 from tongyi_agent.agent.steps import RunResult, Step
 from tongyi_agent.cli.render import step_line
 from tongyi_agent.config import ConfigError, Settings
+from tongyi_agent.learn.lifecycle import Lifecycle
 from tongyi_agent.learn.recording import RunRecorder
 from tongyi_agent.learn.workspace import TrainingWorkspace
 from tongyi_agent.llm.base import ChatMessage
@@ -135,9 +136,14 @@ class AgentSession:
         if self.workspace is None:
             return self._loop.run(run_with_fallback(agent, question, history, fallback=fallback))
         recorder = RunRecorder.for_profile(self.store, self.workspace.training, self.settings.profile,
-                                           sinks=self._sinks(), prompt_version=self.prompt.id if self.prompt else None)
-        recorded = self._loop.run(recorder.run(agent, question, history, fallback=fallback))
+                                           sinks=self._sinks())
+        lifecycle = Lifecycle(self.workspace, self.store)
+        plan = lifecycle.plan(agent, self.prompt)
+        recorded = self._loop.run(recorder.run(plan.agent, question, history, fallback=fallback, run_id=plan.run_id,
+                                               ab_arm=plan.ab_arm, prompt_version=plan.prompt_version))
         self.last_run_id = recorded.run_id
+        for note in lifecycle.after_run():
+            self.console.print(note, style="cyan", markup=False)
         return recorded.result
 
     def _sinks(self) -> list[OtelSink]:

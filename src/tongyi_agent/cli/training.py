@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from tongyi_agent.cli.render_stats import print_stats
+from tongyi_agent.cli.render_stats import print_learning, print_stats
 from tongyi_agent.learn.workspace import TrainingWorkspace
 from tongyi_agent.store import StoreError
 
@@ -31,6 +31,7 @@ def show_stats(workspace: TrainingWorkspace, out: Console, *, as_json: bool, plo
         out.print(NO_DATA_HINT)
     else:
         print_stats(out, stats, target=workspace.target)
+        print_learning(out, stats)
     if plot is not None and not as_json:
         out.print(f"Trend chart written to {plot}")
     return 0

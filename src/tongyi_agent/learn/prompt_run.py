@@ -14,8 +14,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tongyi_agent.agent.loop import Agent
-from tongyi_agent.agent.prompts import load_prompt
+from tongyi_agent.agent.prompts import default_components
 from tongyi_agent.agent.runtime import LoopRunner
+from tongyi_agent.learn.experiments import ExperimentManager
 from tongyi_agent.learn.optimizer import (
     AgentRunner,
     Budget,
@@ -24,6 +25,7 @@ from tongyi_agent.learn.optimizer import (
     optimize_prompt,
     reflection_callable,
 )
+from tongyi_agent.learn.schedule import OptimizationLock
 from tongyi_agent.learn.tasks import Task, load_tasks, split_tasks, tasks_from_runs
 from tongyi_agent.learn.workspace import TrainingWorkspace
 from tongyi_agent.llm.base import ChatModel
@@ -31,10 +33,6 @@ from tongyi_agent.store import StoreError
 from tongyi_agent.store.prompts import PromptStore, PromptVersion
 
 RUN_META = "optimizer.run"  # {"id", "status", "started_at", ...} of the latest run, for --resume and stats
-
-
-def default_components() -> dict[str, str]:
-    return {"system": load_prompt("system"), "forced_answer": load_prompt("forced_answer")}
 
 
 @dataclass
@@ -67,7 +65,21 @@ def run_prompt_optimization(workspace: TrainingWorkspace, agent: Agent, request:
                             on_rollout: Callable[[Budget], None] | None = None,
                             on_best: Callable[[float], None] | None = None,
                             on_log: Callable[[str], None] | None = None) -> OptimizeOutcome:
-    """Raises NotEnoughTasksError, TaskFileError or StoreError (one-line messages)."""
+    """Raises NotEnoughTasksError, TaskFileError or StoreError (one-line messages).
+
+    Only one optimization runs per project at a time (a lock file beside the store)."""
+    lock = OptimizationLock(workspace.training.data_dir(workspace.root) / "optimizer.lock")
+    if not lock.acquire():
+        raise StoreError(f"another prompt optimization is running in this project (pid {lock.holder_pid()})")
+    try:
+        return _optimize(workspace, agent, request, reflection_model, reflection, on_rollout, on_best, on_log)
+    finally:
+        lock.release()
+
+
+def _optimize(workspace: TrainingWorkspace, agent: Agent, request: OptimizeRequest, reflection_model: ChatModel | None,
+              reflection: Callable[[str], str] | None, on_rollout: Callable[[Budget], None] | None,
+              on_best: Callable[[float], None] | None, on_log: Callable[[str], None] | None) -> OptimizeOutcome:
     tasks = gather_tasks(workspace, request.tasks_file)
     splits = split_tasks(tasks, request.seed)
     with workspace.open_store() as store:
@@ -99,7 +111,12 @@ def run_prompt_optimization(workspace: TrainingWorkspace, agent: Agent, request:
             candidate = prompts.add({**seed_version.components, "system": report.best_prompt},
                                     parent=seed_version.id, author=f"optimizer:{run_id}", scores=scores,
                                     note=report.decision)
-            if report.promoted:
+            if report.promoted and workspace.training.experiments.enable_ab_testing:
+                # The held-out win is confirmed on live traffic before the candidate replaces the prompt.
+                experiment = ExperimentManager(store, workspace.training.experiments, workspace.target)
+                experiment.start(candidate.id)
+                report.decision += "; started an A/B experiment against the active prompt"
+            elif report.promoted:
                 candidate = prompts.activate(candidate.id, reason=f"optimizer {run_id}: {report.decision}")
         store.set_meta(RUN_META, json.dumps({"id": run_id, "status": "done", "finished_at": time.time(),
                                              "seed_version": seed_version.id,

@@ -67,7 +67,8 @@ class RunRecorder:
 
     async def run(self, agent: Agent, question: str, history: list[ChatMessage] | None = None, *,
                   fallback: Callable[[], Agent] | None = None, task_answer: str | None = None,
-                  task_answer_regex: str | None = None) -> RecordedRun:
+                  task_answer_regex: str | None = None, run_id: str | None = None,
+                  ab_arm: str | None = None, prompt_version: str | None = None) -> RecordedRun:
         """Run and record one question; with `fallback`, a failed primary is retried there and both
         attempts' spans are kept in the one trajectory."""
         recorder = Recorder()
@@ -80,8 +81,9 @@ class RunRecorder:
         try:
             result = await run_with_fallback(agent, question, history, fallback=fallback, wrap=recorded)
         except ModelError as exc:
+            common = self._common(agent, started_at, run_id, ab_arm, prompt_version)
             run = RunRecord(question=question, answer="", status="failed", model=agent.model.name,
-                            error=str(exc), seconds=time.time() - started_at, **self._common(agent, started_at))
+                            error=str(exc), seconds=time.time() - started_at, **common)
             self._write(run, recorder.spans, [])
             raise
         target = self.training.prompt_optimization.optimization_target
@@ -96,7 +98,7 @@ class RunRecorder:
             tool_calls=len(result.tool_calls),
             tools_used=[s.call.name for s in result.tool_calls if not s.skipped],
             sources=[{"path": s.path, "line": s.line, "text": s.text} for s in result.sources],
-            stop_reason=result.stop_reason, **self._common(agent, started_at),
+            stop_reason=result.stop_reason, **self._common(agent, started_at, run_id, ab_arm, prompt_version),
         )
         run.cost = self.cost(result.usage.input_tokens, result.usage.output_tokens) if self.cost else None
         if result.routing:
@@ -108,9 +110,14 @@ class RunRecorder:
         self._write(run, recorder.spans, records)
         return RecordedRun(result, run.id, rewards, value)
 
-    def _common(self, agent: Agent, started_at: float) -> dict[str, object]:
-        return {"backend": self.backend, "dialect": self.dialect, "prompt_version": self.prompt_version,
-                "training_mode": self.training.mode, "root": str(agent.root), "started_at": started_at}
+    def _common(self, agent: Agent, started_at: float, run_id: str | None, ab_arm: str | None,
+                prompt_version: str | None) -> dict[str, object]:
+        common: dict[str, object] = {
+            "backend": self.backend, "dialect": self.dialect, "prompt_version": prompt_version or self.prompt_version,
+            "training_mode": self.training.mode, "root": str(agent.root), "started_at": started_at, "ab_arm": ab_arm}
+        if run_id:
+            common["id"] = run_id
+        return common
 
     def _write(self, run: RunRecord, spans: list[SpanRecord], rewards: list[RewardRecord]) -> None:
         self.store.record_run(run, spans, rewards)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tongyi_agent.config.environment import merged_env
 from tongyi_agent.config.settings import resolve_root, user_config_dir
 from tongyi_agent.config.training import TrainingConfig, load_training_config
+from tongyi_agent.learn.experiments import ExperimentManager
 from tongyi_agent.learn.recording import store_path
+from tongyi_agent.learn.schedule import schedule_status
 from tongyi_agent.store import (
     TrajectoryStore,
     compute_stats,
@@ -55,10 +58,24 @@ class TrainingWorkspace:
         return self.training.prompt_optimization.optimization_target
 
     def stats(self, store: TrajectoryStore) -> dict[str, Any]:
+        """The store's metrics plus the learning state: prompt optimization, A/B experiment, schedule."""
         metrics = self.training.performance_metrics
-        return compute_stats(store, max_response_time=metrics.max_response_time,
-                             min_success_rate=metrics.min_success_rate,
-                             min_tool_efficiency=metrics.min_tool_efficiency, target=self.target)
+        stats = compute_stats(store, max_response_time=metrics.max_response_time,
+                              min_success_rate=metrics.min_success_rate,
+                              min_tool_efficiency=metrics.min_tool_efficiency, target=self.target)
+        experiments = ExperimentManager(store, self.training.experiments, self.target)
+        current = experiments.current()
+        history = experiments.history()
+        stats["prompt_optimization"] = json.loads(store.get_meta("optimizer.run") or "null")
+        stats["experiment"] = {
+            "current": asdict(current) if current else None,
+            "arms": experiments.arm_stats() if current else {},
+            "last_result": history[-1].result if history else None,
+        }
+        stats["schedule"] = schedule_status(store)
+        active = PromptStore(store).active()
+        stats["active_prompt_version"] = active.id if active else None
+        return stats
 
     def config_summary(self) -> dict[str, Any]:
         """The training configuration as exported with the data (paths as strings)."""
