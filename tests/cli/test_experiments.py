@@ -45,7 +45,8 @@ def test_ab_experiment_promotes_the_better_candidate(runner: CliRunner, project:
 
     concluded = ""
     for n in range(16):
-        result = runner.invoke(app, ["--root", str(project), "--train", "--json", f"Which port does billing use? ({n})"])
+        question = f"Which port does billing use? ({n})"
+        result = runner.invoke(app, ["--root", str(project), "--train", "--json", question])
         assert result.exit_code == 0, result.output
         concluded += result.stderr
     assert "promoted" in concluded and "A/B exp-" in concluded
@@ -80,7 +81,8 @@ def test_periodic_schedule_starts_a_background_optimization(runner: CliRunner, p
     (project / "models.ini").write_text(
         f"[models]\ndefault = fake\n\n[fake]\nprovider = openai\nbase_url = {openai_server.base_url}\n"
         "model_id = fake-model\nmax_retries = 0\n")
-    (project / "training_config.ini").write_text("[optimization_schedule]\nschedule = periodic\nperiodic_interval = 3\n")
+    (project / "training_config.ini").write_text(
+        "[optimization_schedule]\nschedule = periodic\nperiodic_interval = 3\n")
     openai_server.add(*[{"content": "Port 8443."}] * 3)
     outputs = [runner.invoke(app, ["--root", str(project), "--train", f"question {n}"]) for n in range(3)]
     assert all(o.exit_code == 0 for o in outputs)
