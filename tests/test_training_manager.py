@@ -65,9 +65,44 @@ def test_get_training_manager_is_shared_per_root(tmp_path: Path) -> None:
     assert get_training_manager(tmp_path) is not get_training_manager(tmp_path / "..")
 
 
-def test_no_optimization_api_pretends_to_exist() -> None:
-    assert not hasattr(TrainingManager, "run_optimization")
-    assert not hasattr(TrainingManager, "run_training_session")
+def _coded(tmp_path: Path, server: FakeOpenAIServer) -> tuple[TrainingManager, Path]:
+    from tests.cli.test_optimize import _reply
+
+    root = tmp_path / "codes"
+    root.mkdir()
+    (root / "models.ini").write_text(
+        f"[models]\ndefault = fake\n\n[fake]\nprovider = openai\nbase_url = {server.base_url}\n"
+        "model_id = fake-model\nmax_retries = 0\n")
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text("".join(json.dumps({"question": f"What is the code of item {i}?", "answer": f"CODE-{i}",
+                                         "root": "codes"}) + "\n" for i in range(24)))
+    server.add(*[_reply] * 400)
+    return TrainingManager(root), tasks
+
+
+def test_run_optimization_returns_true_only_when_promoted(tmp_path: Path, openai_server: FakeOpenAIServer) -> None:
+    manager, tasks = _coded(tmp_path, openai_server)
+    agent = manager.create_optimized_agent("tongyi")
+    assert agent.run("What is the code of item 7?").startswith("I am not sure.")
+    assert manager.run_optimization(agent, iterations=3, tasks_file=tasks, budget_rollouts=120, seed=1) is True
+    assert manager.last_optimization is not None and manager.last_optimization.report.best_test == 1.0
+    assert agent.run("What is the code of item 7?") == "CODE-7"  # the promoted prompt is in use
+
+
+def test_training_session_reports_before_and_after(tmp_path: Path, openai_server: FakeOpenAIServer) -> None:
+    manager, tasks = _coded(tmp_path, openai_server)
+    summary = manager.run_training_session("tongyi", ["What is the code of item 1?", "What is the code of item 2?"],
+                                           optimization_iterations=3, tasks_file=tasks, budget_rollouts=120)
+    assert summary["success"] is True and summary["queries_processed"] == 2
+    assert summary["before_score"] == 0.0 and summary["after_score"] == 1.0 and summary["promoted"] is True
+
+
+def test_training_session_without_enough_tasks_says_so(manager: TrainingManager,
+                                                       openai_server: FakeOpenAIServer) -> None:
+    openai_server.add(ANSWER, ANSWER)
+    summary = manager.run_training_session("tongyi", ["Which port?", "And again?"])
+    assert summary["queries_processed"] == 2 and summary["promoted"] is False
+    assert summary["before_score"] is None and "at least 10 usable tasks" in summary["optimization"]
 
 
 async def test_claude_agent_type_uses_the_anthropic_backend(tmp_path: Path, anthropic_server) -> None:

@@ -8,13 +8,14 @@
     manager.export_training_data(agent, "out/training.json")
     print(manager.get_agent_stats(agent)["total_interactions"])
 
-Optimization (`run_optimization`, `run_training_session`) arrives with the optimizer; until then
-those names do not exist here rather than pretend to work.
+    manager.run_optimization(agent, iterations=5, tasks_file="tasks.jsonl")  # True if promoted
+    manager.run_training_session("tongyi", queries, optimization_iterations=5)
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,13 @@ from tongyi_agent.agent.factory import build_agent
 from tongyi_agent.agent.loop import Agent
 from tongyi_agent.agent.steps import RunResult
 from tongyi_agent.config import Settings, load_settings
+from tongyi_agent.learn.lifecycle import Lifecycle
+from tongyi_agent.learn.optimizer import NotEnoughTasksError
+from tongyi_agent.learn.prompt_run import OptimizeOutcome, OptimizeRequest, run_prompt_optimization
 from tongyi_agent.learn.recording import RunRecorder
 from tongyi_agent.learn.workspace import TrainingWorkspace
+from tongyi_agent.llm.base import ModelError
+from tongyi_agent.store.prompts import PromptStore
 from tongyi_agent.tools import default_registry
 
 # Agent types of the guide, mapped to model profiles; None = the configured default profile.
@@ -43,20 +49,30 @@ class OptimizedAgent:
         self.workspace = workspace
         self.last_result: RunResult | None = None
         self.last_run_id: str | None = None
+        self.notes: list[str] = []  # what the last run set off: an experiment decision, a scheduled optimization
         self._agent: Agent | None = None
 
     @property
     def agent(self) -> Agent:
+        """The agent with the project's active prompt version (re-read after an optimization)."""
         if self._agent is None:
-            self._agent = build_agent(self.settings)
-        return self._agent
+            self._agent = build_agent(self.settings, cache_dir=self.workspace.training.data_dir(self.settings.root))
+        prompt = self.workspace.active_prompt()
+        if prompt is None:
+            return self._agent
+        return self._agent.variant(instructions=prompt.components.get("system"),
+                                   forced_answer=prompt.components.get("forced_answer"))
 
     async def process_query(self, query: str) -> str:
         """Answer `query` (with a Sources list appended); the run is recorded when training is on."""
         if self.enable_training:
             with self.workspace.open_store() as store:
                 recorder = RunRecorder.for_profile(store, self.workspace.training, self.settings.profile)
-                recorded = await recorder.run(self.agent, query)
+                lifecycle = Lifecycle(self.workspace, store)
+                plan = lifecycle.plan(self.agent, PromptStore(store).active())
+                recorded = await recorder.run(plan.agent, query, run_id=plan.run_id, ab_arm=plan.ab_arm,
+                                              prompt_version=plan.prompt_version)
+                self.notes = lifecycle.after_run()
             self.last_result, self.last_run_id = recorded.result, recorded.run_id
         else:
             self.last_result, self.last_run_id = await self.agent.run(query), None
@@ -74,6 +90,7 @@ class TrainingManager:
     def __init__(self, root: Path | str = ".", *, env: dict[str, str] | None = None) -> None:
         self.root = Path(root)
         self.env = env
+        self.last_optimization: OptimizeOutcome | None = None
 
     def create_optimized_agent(self, agent_type: str = "tongyi", optimization_mode: str = "prompt",
                                enable_training: bool = True) -> OptimizedAgent:
@@ -93,6 +110,48 @@ class TrainingManager:
         """Write the recorded runs to `path` (json, jsonl, sft or dpo); returns how many were written."""
         workspace = agent.workspace if agent is not None else self._workspace()
         return workspace.export(Path(path), format, tools_schema=default_registry().openai_schemas())
+
+    def run_optimization(self, agent: OptimizedAgent, iterations: int = 5, *, tasks_file: Path | str | None = None,
+                         budget_rollouts: int = 200, seed: int = 0) -> bool:
+        """Optimize the agent's prompt on `tasks_file` (or its recorded runs).
+
+        True only when a better prompt was found and promoted (activated) after winning on the
+        held-out tasks. Raises NotEnoughTasksError below 10 usable tasks. The full outcome is kept
+        in `self.last_optimization`."""
+        request = OptimizeRequest(iterations=iterations, budget_rollouts=budget_rollouts, seed=seed,
+                                  tasks_file=Path(tasks_file) if tasks_file else None)
+        self.last_optimization = run_prompt_optimization(agent.workspace, agent.agent, request)
+        candidate = self.last_optimization.candidate
+        return bool(candidate and candidate.status == "active")
+
+    def run_training_session(self, agent_type: str = "tongyi", queries: list[str] | tuple[str, ...] = (),
+                             optimization_iterations: int = 5, *, tasks_file: Path | str | None = None,
+                             budget_rollouts: int = 200) -> dict[str, Any]:
+        """Answer `queries` with recording on, then optimize the prompt.
+
+        Returns `success` (every query answered), `queries_processed`, `before_score` and
+        `after_score` (held-out score of the seed and of the best prompt; None when the optimization
+        could not run), `promoted`, and `optimization` (the report, or why it was skipped)."""
+        agent = self.create_optimized_agent(agent_type, optimization_mode="prompt", enable_training=True)
+        processed, errors = 0, []
+        for query in queries:
+            try:
+                agent.run(query)
+                processed += 1
+            except ModelError as exc:
+                errors.append(f"{query[:60]}: {exc}")
+        summary: dict[str, Any] = {"success": not errors, "queries_processed": processed, "errors": errors,
+                                   "before_score": None, "after_score": None, "promoted": False}
+        try:
+            promoted = self.run_optimization(agent, optimization_iterations, tasks_file=tasks_file,
+                                             budget_rollouts=budget_rollouts)
+        except NotEnoughTasksError as exc:
+            summary["optimization"] = f"skipped: {exc}"
+            return summary
+        report = self.last_optimization.report
+        summary.update(before_score=report.seed_test, after_score=report.best_test, promoted=promoted,
+                       optimization=asdict(report))
+        return summary
 
     def get_agent_stats(self, agent: OptimizedAgent | None = None) -> dict[str, Any]:
         """The same metrics as `tongyi-cli --training-stats --json`."""
