@@ -41,6 +41,7 @@ class Rollout:
     score: float
     feedback: str
     tokens: int
+    result: RunResult | None = None  # None when the model failed
 
 
 @dataclass
@@ -78,12 +79,20 @@ class AgentRunner:
     def __init__(self, agent: Agent, scorer: Scorer, budget: Budget,
                  on_rollout: Callable[[Budget], None] | None = None, loop: LoopRunner | None = None) -> None:
         self.loop = loop or LoopRunner()
+        self._done: dict[tuple[str, str], Rollout] = {}
         self.agent = agent
         self.scorer = scorer
         self.budget = budget
         self.on_rollout = on_rollout
 
     def run(self, task: Task, candidate: Mapping[str, str]) -> Rollout:
+        """One rollout; the same prompt on the same task is run once and then reused (free)."""
+        key = (task.key, candidate[OPTIMIZED_COMPONENT])
+        if key not in self._done:
+            self._done[key] = self._run(task, candidate)
+        return self._done[key]
+
+    def _run(self, task: Task, candidate: Mapping[str, str]) -> Rollout:
         agent = self.agent.variant(instructions=candidate[OPTIMIZED_COMPONENT], root=task.root)
         try:
             result = self.loop.run(agent.run(task.question))
@@ -92,7 +101,7 @@ class AgentRunner:
             return Rollout(task, "", 0.0, f"model error: {exc}", 0)
         score, verdict = self.scorer(task, result)
         self._count(result.usage.total_tokens)
-        return Rollout(task, result.answer, score, _feedback(verdict, result), result.usage.total_tokens)
+        return Rollout(task, result.answer, score, _feedback(verdict, result), result.usage.total_tokens, result)
 
     def scores(self, tasks: Sequence[Task], candidate: Mapping[str, str]) -> list[float]:
         return [self.run(task, candidate).score for task in tasks]
@@ -174,11 +183,14 @@ def paired_decision(seed: list[float], best: list[float]) -> tuple[bool, int, in
 
 
 def optimize_prompt(runner: AgentRunner, seed_prompt: str, splits: Splits, *, reflection: Callable[[str], str],
-                    iterations: int, run_dir: Path, seed: int = 0, minibatch: int = 3,
+                    iterations: int, run_dir: Path, seed: int = 0, minibatch: int = 3, population: int = 4,
                     on_best: Callable[[float], None] | None = None,
                     on_log: Callable[[str], None] | None = None) -> OptimizationReport:
     """Search on train/validation, then judge seed vs best on the test split. Resumable via `run_dir`."""
+    import random
+
     import gepa
+    from gepa.strategies.candidate_selector import TopKParetoCandidateSelector
     from gepa.utils import MaxCandidateProposalsStopper
 
     sizes = splits.sizes()
@@ -206,6 +218,8 @@ def optimize_prompt(runner: AgentRunner, seed_prompt: str, splits: Splits, *, re
         stop_callbacks=[MaxCandidateProposalsStopper(iterations)], reflection_minibatch_size=minibatch,
         run_dir=str(run_dir), seed=seed, callbacks=[_Progress()], display_progress_bar=False, logger=_Log(),
         raise_on_exception=False, skip_perfect_score=False,
+        # Parents come from the Pareto front of the `population` best candidates ([prompt_optimization]).
+        candidate_selection_strategy=TopKParetoCandidateSelector(k=population, rng=random.Random(seed)),
     )
     best_prompt = _clean(result.best_candidate[OPTIMIZED_COMPONENT]) if isinstance(result.best_candidate, dict) \
         else seed_prompt

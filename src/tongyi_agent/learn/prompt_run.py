@@ -98,7 +98,8 @@ def _optimize(workspace: TrainingWorkspace, agent: Agent, request: OptimizeReque
             runner, seed_version.components["system"], splits,
             reflection=reflection or reflection_callable(reflection_model or agent.model, loop),
             iterations=request.iterations, run_dir=workspace.training.data_dir(workspace.root) / "optimizer" / run_id,
-            seed=request.seed, on_best=on_best, on_log=on_log)
+            seed=request.seed, population=workspace.training.prompt_optimization.population_size,
+            on_best=on_best, on_log=on_log)
     finally:
         loop.close()
 
