@@ -91,3 +91,38 @@ def test_resume_without_an_interrupted_run(runner: CliRunner, project: Path, ope
 def test_other_modes_say_they_are_not_implemented(runner: CliRunner, project: Path) -> None:
     result = runner.invoke(app, ["--root", str(project), "--optimize", "--training-mode", "rl"])
     assert result.exit_code == 2 and "not implemented" in result.stderr
+
+
+def test_resume_after_a_kill_finishes_the_interrupted_run(runner: CliRunner, project: Path,
+                                                          openai_server: FakeOpenAIServer) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    tasks = _setup(project, openai_server)
+
+    def slow(request: dict[str, Any]) -> dict[str, Any]:
+        time.sleep(0.05)  # slow enough to be killed mid-search
+        return _reply(request)
+
+    openai_server.add(*[slow] * 400)
+    args = ["--root", str(project), "--optimize", "--tasks", str(tasks), "--optimize-iterations", "3",
+            "--budget-rollouts", "120", "--seed", "1"]
+    child = subprocess.Popen([sys.executable, "-m", "tongyi_agent", *args], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, env=os.environ.copy())
+    deadline = time.monotonic() + 60
+    while len(openai_server.chat_requests) < 15 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=10)
+    with sqlite3.connect(project / ".tongyi_training" / "trajectories.sqlite") as conn:
+        state = json.loads(conn.execute("SELECT value FROM meta WHERE key = 'optimizer.run'").fetchone()[0])
+    assert state["status"] == "running"
+    before = len(openai_server.chat_requests)
+
+    resumed = runner.invoke(app, [*args, "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert state["id"] in resumed.stdout and "Promoted" in resumed.stdout
+    assert len(openai_server.chat_requests) > before
