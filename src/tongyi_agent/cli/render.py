@@ -20,6 +20,10 @@ def _short(text: str, limit: int = _PREVIEW) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def step_line(step: Step) -> Text:
     """One line per step for --verbose."""
     if isinstance(step, ModelStep):
@@ -88,7 +92,8 @@ def print_result(console: Console, result: RunResult, run_id: str | None = None)
             console.print(Text.assemble(("  ! ", "yellow"), _short(item.claim, 120), (where, "dim")))
     note = " (budget reached, answer forced)" if result.stop_reason == "forced" else ""
     recorded = f" · recorded as run {run_id[:12]}" if run_id else ""
-    console.print(f"{result.model} · {result.model_calls} model calls · {len(result.tool_calls)} tool calls · "
+    console.print(f"{result.model} · {_count(result.model_calls, 'model call')} · "
+                  f"{_count(len(result.tool_calls), 'tool call')} · "
                   f"{result.usage.total_tokens} tokens · {result.seconds:.1f}s{note}{recorded}", style="dim")
 
 
