@@ -33,14 +33,13 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+
+from tests.fakes.http_fixture import JSONHandler, Script, ScriptedFake
 
 Reply = dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -59,25 +58,6 @@ _ERROR_TYPES = {
     529: "overloaded_error",
 }
 _TYPE_STATUS = {v: k for k, v in _ERROR_TYPES.items()}
-
-
-@dataclass
-class RecordedRequest:
-    method: str
-    path: str
-    headers: dict[str, str]  # lower-cased names
-    body: Any  # parsed JSON, or None for GET / undecodable bodies
-
-
-@dataclass
-class _Shared:
-    """State the handler threads and the test thread share, guarded by `lock`."""
-
-    replies: list[Reply] = field(default_factory=list)
-    requests: list[RecordedRequest] = field(default_factory=list)
-    served: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    closing: threading.Event = field(default_factory=threading.Event)
 
 
 def error_body(message: str, type_: str = "api_error") -> dict[str, Any]:
@@ -300,26 +280,9 @@ def _events(message: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     yield "message_stop", {"type": "message_stop"}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's connection pool expects
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # keep pytest output clean
-
-    def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(payload).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("request-id", f"req_fake_{self.server.shared.served}")
-            for name, value in (headers or {}).items():
-                self.send_header(name, str(value))
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (time-out tests); nothing to report
+class _Handler(JSONHandler):
+    def _extra_headers(self) -> dict[str, str]:
+        return {"request-id": f"req_fake_{self.server.shared.served}"}
 
     def _send_events(self, events: Iterator[tuple[str, dict[str, Any]]], headers: dict[str, str] | None) -> None:
         """Server-sent events, one chunk per event, flushed as they go."""
@@ -340,24 +303,12 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass
 
-    def _record(self, body: Any) -> dict[str, str]:
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        shared = self.server.shared
-        with shared.lock:
-            shared.requests.append(RecordedRequest(self.command, self.path, headers, body))
-        return headers
-
     def do_GET(self) -> None:
         self._record(None)
         self._send_json(404, error_body(f"no route GET {self.path}", "not_found_error"))
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
+        body = self._read_json()
         headers = self._record(body)
         if self.path.split("?")[0].rstrip("/") != "/v1/messages":
             self._send_json(404, error_body(f"no route POST {self.path}", "not_found_error"))
@@ -366,19 +317,10 @@ class _Handler(BaseHTTPRequestHandler):
         if invalid is not None:
             self._send_json(*invalid)
             return
-        shared = self.server.shared
-        with shared.lock:
-            scripted = shared.replies.pop(0) if shared.replies else None
-            shared.served += 1
-            serial = shared.served
+        scripted = self._next_reply(body, error_body("fake server ran out of scripted replies"))
         if scripted is None:
-            self._send_json(500, error_body("fake server ran out of scripted replies"))
             return
-        reply = scripted(body) if callable(scripted) else scripted
-        delay = float(reply.get("delay", 0))
-        # An Event wait, not time.sleep, so closing the server cuts a delayed reply short.
-        if delay and shared.closing.wait(delay):
-            return
+        reply, serial = scripted
         streamed = bool(body.get("stream"))
         if "status" in reply:
             status = int(reply["status"])
@@ -400,32 +342,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, _message(reply, body, serial), reply.get("headers"))
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True  # a handler stuck in a delay must never block interpreter exit
-    shared: _Shared
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # clients that disconnect mid-reply are expected in time-out tests
-
-
-class FakeAnthropicServer:
+class FakeAnthropicServer(ScriptedFake):
     """Start with `start()` or `with FakeAnthropicServer(...) as server:`; point clients at `base_url`."""
 
+    _thread_name = "fake-anthropic"
+
     def __init__(self, replies: list[Reply] | None = None) -> None:
-        self._shared = _Shared(replies=list(replies or []))
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__(Script(replies=list(replies or [])), _Handler)
 
-    # -- scripting and inspection -------------------------------------------------------------------
-    def add(self, *replies: Reply) -> None:
-        """Append replies to the script."""
-        with self._shared.lock:
-            self._shared.replies.extend(replies)
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._shared.lock:
-            return list(self._shared.requests)
+    # -- inspection (scripting, `requests` and `remaining` come from ScriptedFake) --------------------
 
     @property
     def message_requests(self) -> list[dict[str, Any]]:
@@ -433,44 +358,9 @@ class FakeAnthropicServer:
         return [r.body for r in self.requests if r.method == "POST" and r.path.startswith("/v1/messages")]
 
     @property
-    def remaining(self) -> int:
-        with self._shared.lock:
-            return len(self._shared.replies)
-
-    @property
     def base_url(self) -> str:
         """The API root, as ANTHROPIC_BASE_URL spells it (the SDK appends /v1/messages)."""
-        if self._httpd is None:
-            raise RuntimeError("server not started")
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    # -- lifecycle -----------------------------------------------------------------------------------
-    def start(self) -> FakeAnthropicServer:
-        httpd = _Server(("127.0.0.1", 0), _Handler)
-        httpd.shared = self._shared
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-anthropic", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        if self._httpd is None:
-            return
-        self._shared.closing.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._httpd = None
-
-    def __enter__(self) -> FakeAnthropicServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        return self._root_url
 
 
 # Registered as `anthropic_server`; the function has another name so that modules importing it can take an

@@ -21,36 +21,21 @@ Requests are validated like the strict servers do before any reply is consumed: 
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+
+from tests.fakes.http_fixture import JSONHandler, Script, ScriptedFake, ScriptedServer
 
 Reply = dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]]
 
 
 @dataclass
-class RecordedRequest:
-    method: str
-    path: str
-    headers: dict[str, str]  # lower-cased names
-    body: Any  # parsed JSON, or None for GET / undecodable bodies
-
-
-@dataclass
-class _Shared:
-    """State the handler threads and the test thread share, guarded by `lock`."""
-
-    replies: list[Reply] = field(default_factory=list)
-    requests: list[RecordedRequest] = field(default_factory=list)
-    served: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    closing: threading.Event = field(default_factory=threading.Event)
+class _Shared(Script):
     model_ids: list[str] = field(default_factory=list)
 
 
@@ -168,37 +153,8 @@ def _completion(reply: dict[str, Any], request: dict[str, Any], serial: int) -> 
     }
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JSONHandler):
     server: _Server
-    protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's connection pool expects
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # keep pytest output clean
-
-    def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(payload).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, str(value))
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (time-out tests); nothing to report
-
-    def _record(self, body: Any) -> None:
-        shared = self.server.shared
-        with shared.lock:
-            shared.requests.append(
-                RecordedRequest(
-                    method=self.command,
-                    path=self.path,
-                    headers={k.lower(): v for k, v in self.headers.items()},
-                    body=body,
-                )
-            )
 
     def do_GET(self) -> None:
         self._record(None)
@@ -212,12 +168,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(404, _error_body(f"no route GET {self.path}", "invalid_request_error"))
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
+        body = self._read_json()
         self._record(body)
         if self.path.rstrip("/") != "/v1/chat/completions":
             self._send_json(404, _error_body(f"no route POST {self.path}", "invalid_request_error"))
@@ -229,19 +180,10 @@ class _Handler(BaseHTTPRequestHandler):
         if invalid is not None:
             self._send_json(*invalid)
             return
-        shared = self.server.shared
-        with shared.lock:
-            scripted = shared.replies.pop(0) if shared.replies else None
-            shared.served += 1
-            serial = shared.served
+        scripted = self._next_reply(body, _error_body("fake server ran out of scripted replies"))
         if scripted is None:
-            self._send_json(500, _error_body("fake server ran out of scripted replies"))
             return
-        reply = scripted(body) if callable(scripted) else scripted
-        delay = float(reply.get("delay", 0))
-        # An Event wait, not time.sleep, so closing the server cuts a delayed reply short.
-        if delay and shared.closing.wait(delay):
-            return
+        reply, serial = scripted
         if "status" in reply:
             status = int(reply["status"])
             default = _error_body(
@@ -252,32 +194,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, _completion(reply, body, serial), reply.get("headers"))
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True  # a handler stuck in a delay must never block interpreter exit
+class _Server(ScriptedServer):
     shared: _Shared
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # clients that disconnect mid-reply are expected in time-out tests
 
-
-class FakeOpenAIServer:
+class FakeOpenAIServer(ScriptedFake):
     """Start with `start()` or `with FakeOpenAIServer(...) as server:`; point clients at `base_url`."""
 
+    _thread_name = "fake-openai"
+
     def __init__(self, replies: list[Reply] | None = None, *, model_ids: list[str] | None = None) -> None:
-        self._shared = _Shared(replies=list(replies or []), model_ids=list(model_ids or ["fake-model"]))
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
+        shared = _Shared(replies=list(replies or []), model_ids=list(model_ids or ["fake-model"]))
+        super().__init__(shared, _Handler, _Server)
 
-    # -- scripting and inspection -------------------------------------------------------------------
-    def add(self, *replies: Reply) -> None:
-        """Append replies to the script."""
-        with self._shared.lock:
-            self._shared.replies.extend(replies)
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._shared.lock:
-            return list(self._shared.requests)
+    # -- inspection (scripting, `requests` and `remaining` come from ScriptedFake) --------------------
 
     @property
     def chat_requests(self) -> list[dict[str, Any]]:
@@ -285,43 +215,8 @@ class FakeOpenAIServer:
         return [r.body for r in self.requests if r.method == "POST" and "chat/completions" in r.path]
 
     @property
-    def remaining(self) -> int:
-        with self._shared.lock:
-            return len(self._shared.replies)
-
-    @property
     def base_url(self) -> str:
-        if self._httpd is None:
-            raise RuntimeError("server not started")
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}/v1"
-
-    # -- lifecycle -----------------------------------------------------------------------------------
-    def start(self) -> FakeOpenAIServer:
-        httpd = _Server(("127.0.0.1", 0), _Handler)
-        httpd.shared = self._shared
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-openai", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        if self._httpd is None:
-            return
-        self._shared.closing.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._httpd = None
-
-    def __enter__(self) -> FakeOpenAIServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        return f"{self._root_url}/v1"
 
 
 @pytest.fixture

@@ -18,13 +18,14 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
+from tests.fakes.http_fixture import LoopbackFake, QuietServer
 from tongyi_agent.tools import http
 
 DATA = Path(__file__).parent / "data"
@@ -139,24 +140,21 @@ class _Handler(BaseHTTPRequestHandler):
             pass  # the client timed out and left
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(QuietServer):
     owner: ScholarlyServer
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # clients that hang up mid-reply are expected in time-out tests
 
-
-class ScholarlyServer:
+class ScholarlyServer(LoopbackFake):
     """Start with `start()` or use as a context manager; see the module docstring for scripting."""
+
+    _thread_name = "fake-scholarly"
 
     def __init__(self) -> None:
         self._routes = default_routes()
         self._requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
         self._closing = threading.Event()
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__(self._closing)
 
     # -- scripting and inspection -------------------------------------------------------------------
     def route(self, path: str, *replies: Reply) -> None:
@@ -187,10 +185,7 @@ class ScholarlyServer:
 
     @property
     def base_url(self) -> str:
-        if self._httpd is None:
-            raise RuntimeError("server not started")
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return self._root_url
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -201,30 +196,10 @@ class ScholarlyServer:
         return {**urls, **extra}
 
     # -- lifecycle -----------------------------------------------------------------------------------
-    def start(self) -> ScholarlyServer:
+    def _make_server(self) -> _Server:
         httpd = _Server(("127.0.0.1", 0), _Handler)
         httpd.owner = self
-        self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-scholarly", daemon=True)
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        if self._httpd is None:
-            return
-        self._closing.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._httpd = None
-
-    def __enter__(self) -> ScholarlyServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        return httpd
 
 
 def fast_http_policies() -> None:

@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
-import re
-import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from tongyi_agent.llm.base import ChatMessage, ChatRequest, ChatResponse, ModelError, ToolCall, Usage
+from tongyi_agent.llm.retry import Attempt, Retry, Verdict, retry_after_seconds, scrub, with_fallback, with_retries
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
@@ -33,24 +31,12 @@ DEFAULT_BASE_URL = "https://api.anthropic.com"
 # A proxy that needs no key still gets one: with no key at all the SDK goes looking for ANTHROPIC_API_KEY,
 # ANTHROPIC_AUTH_TOKEN and credential profiles on disk.
 _NO_KEY = "no-key-required"
-# A Retry-After longer than this is a quota reset, not a hiccup: fail (or fall back) instead of hanging.
-_MAX_RETRY_AFTER = 60.0
-_MAX_ERROR_DETAIL = 300
 # Error types that are worth another try. Needed beside the HTTP status because an `error` event inside a
 # stream arrives on a response whose status is already 200.
 _TRANSIENT_ERROR_TYPES = {"overloaded_error", "rate_limit_error", "api_error", "timeout_error"}
 _ERROR_TYPE_STATUS = {"overloaded_error": 529, "rate_limit_error": 429, "api_error": 500, "timeout_error": 504}
 # Tool output that starts with this is a failed call (ToolResult.error); the API lets us say so.
 _TOOL_ERROR_PREFIX = "Error:"
-
-
-class _Attempt(Exception):
-    """One model id failed for good; carries a one-line, key-free description."""
-
-    def __init__(self, detail: str, *, fall_back: bool) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.fall_back = fall_back
 
 
 # -- request conversion ---------------------------------------------------------------------------------
@@ -298,26 +284,16 @@ class AnthropicBackend:
     async def chat(self, messages: list[ChatMessage], request: ChatRequest | None = None) -> ChatResponse:
         request = request or ChatRequest()
         payload = self._payload(messages, request)
-        try:
-            data = await self._call_with_retries(self.name, payload)
-        except _Attempt as primary:
-            if not (self.fallback_model_id and primary.fall_back):
-                raise ModelError(primary.detail) from None
-            try:
-                data = await self._call_with_retries(self.fallback_model_id, payload)
-            except _Attempt as fallback:
-                raise ModelError(f"{primary.detail}; fallback {fallback.detail}") from None
+        data = await with_fallback(
+            lambda model_id: self._call_with_retries(model_id, payload), self.name, self.fallback_model_id
+        )
         return from_anthropic_message(data, self.name)
-
-    def _backoff(self, attempt: int) -> float:
-        # Jitter (75-100 %) keeps parallel agents from retrying in lockstep.
-        return min(self.backoff_base * 2**attempt, self.backoff_max) * (0.75 + 0.25 * random.random())
 
     async def _once(self, client: AsyncAnthropic, model_id: str, payload: dict[str, Any]) -> dict[str, Any]:
         if not self.stream:
             message = await client.messages.create(model=model_id, **payload)
             if not hasattr(message, "to_dict"):  # the SDK hands back raw text for non-JSON bodies (proxies)
-                raise _Attempt(f"{model_id} at {self._host}: response was not JSON", fall_back=True)
+                raise Attempt(f"{model_id} at {self._host}: response was not JSON", fall_back=True)
             return message.to_dict()
         # Streaming keeps long replies under proxies' idle time-outs; the SDK's helper assembles text deltas
         # and partial tool-input JSON into the same Message a non-streamed call returns.
@@ -330,59 +306,40 @@ class AnthropicBackend:
         return data
 
     async def _call_with_retries(self, model_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        client = self._get_client()
+        return await with_retries(
+            lambda: self._once(client, model_id, payload),
+            lambda err: self._classify(err, f"{model_id} at {self._host}"),
+            max_retries=self.max_retries,
+            backoff_base=self.backoff_base,
+            backoff_max=self.backoff_max,
+        )
+
+    def _classify(self, err: Exception, where: str) -> Verdict:
+        """What an SDK error means: retry, give up on this model id, or (None) not ours to handle."""
         import anthropic
         import httpx2
 
-        client = self._get_client()
-        where = f"{model_id} at {self._host}"
-        for attempt in range(self.max_retries + 1):
-            last = attempt == self.max_retries
-            try:
-                return await self._once(client, model_id, payload)
-            except anthropic.APIStatusError as err:
-                error_type = err.type if isinstance(err.type, str) else None
-                # An `error` event mid-stream comes on a 200 response: its type tells what happened.
-                status = err.status_code if err.status_code >= 400 else _ERROR_TYPE_STATUS.get(error_type or "", 500)
-                kind = f" {error_type}" if error_type else ""
-                detail = f"{where}: HTTP {status}{kind}: {self._server_message(err)}"
-                transient = status in (408, 429) or status >= 500 or error_type in _TRANSIENT_ERROR_TYPES
-                delay = self._retry_after(err) if transient else None
-                if not transient or last or (delay is not None and delay > _MAX_RETRY_AFTER):
-                    # Auth failures would fail the same way on the fallback model; anything else may not.
-                    raise _Attempt(self._scrub(detail), fall_back=status not in (401, 403)) from None
-                await asyncio.sleep(delay if delay is not None else self._backoff(attempt))
-            except anthropic.APITimeoutError:
-                if last:
-                    raise _Attempt(f"{where}: timed out after {self.timeout:g}s", fall_back=True) from None
-                await asyncio.sleep(self._backoff(attempt))
-            except (anthropic.APIConnectionError, httpx2.TransportError, _StreamCut) as err:
-                # httpx2 errors raised while reading a stream reach us unwrapped by the SDK.
-                if last:
-                    cause = err.__cause__ or err
-                    raise _Attempt(self._scrub(f"{where}: connection failed: {cause}"), fall_back=True) from None
-                await asyncio.sleep(self._backoff(attempt))
-            except (anthropic.AnthropicError, ValueError) as err:
-                # A body the SDK cannot parse, or tool-input JSON it cannot decode: retrying will not help.
-                raise _Attempt(self._scrub(f"{where}: {err}"), fall_back=True) from None
-        raise AssertionError("unreachable")  # the loop always returns or raises
-
-    @staticmethod
-    def _retry_after(err: Any) -> float | None:
-        headers = err.response.headers
-        for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-            value = headers.get(name)
-            if value is None:
-                continue
-            try:
-                return max(0.0, float(value) * scale)
-            except ValueError:
-                pass
-            try:  # HTTP-date form
-                from email.utils import parsedate_to_datetime
-
-                return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-            except (TypeError, ValueError):
-                pass
+        if isinstance(err, anthropic.APIStatusError):
+            error_type = err.type if isinstance(err.type, str) else None
+            # An `error` event mid-stream comes on a 200 response: its type tells what happened.
+            status = err.status_code if err.status_code >= 400 else _ERROR_TYPE_STATUS.get(error_type or "", 500)
+            kind = f" {error_type}" if error_type else ""
+            detail = self._scrub(f"{where}: HTTP {status}{kind}: {self._server_message(err)}")
+            # Auth failures would fail the same way on the fallback model; anything else may not.
+            fall_back = status not in (401, 403)
+            if not (status in (408, 429) or status >= 500 or error_type in _TRANSIENT_ERROR_TYPES):
+                return Attempt(detail, fall_back=fall_back)
+            return Retry(detail, after=retry_after_seconds(err.response.headers), fall_back=fall_back)
+        if isinstance(err, anthropic.APITimeoutError):
+            return Retry(f"{where}: timed out after {self.timeout:g}s")
+        if isinstance(err, (anthropic.APIConnectionError, httpx2.TransportError, _StreamCut)):
+            # httpx2 errors raised while reading a stream reach us unwrapped by the SDK.
+            cause = err.__cause__ or err
+            return Retry(self._scrub(f"{where}: connection failed: {cause}"))
+        if isinstance(err, (anthropic.AnthropicError, ValueError)):
+            # A body the SDK cannot parse, or tool-input JSON it cannot decode: retrying will not help.
+            return Attempt(self._scrub(f"{where}: {err}"), fall_back=True)
         return None
 
     @staticmethod
@@ -400,13 +357,7 @@ class AnthropicBackend:
         return str(getattr(err, "message", "") or "no error message")
 
     def _scrub(self, text: str) -> str:
-        """One line, bounded, and never the API key (proxies sometimes echo it in auth errors)."""
-        if self._api_key and self._api_key != _NO_KEY:
-            text = text.replace(self._api_key, "***")
-        text = re.sub(r"\s+", " ", text).strip()
-        if len(text) > _MAX_ERROR_DETAIL:
-            text = text[: _MAX_ERROR_DETAIL - 3] + "..."
-        return text
+        return scrub(text, self._api_key if self._api_key != _NO_KEY else None)
 
 
 class _StreamCut(Exception):

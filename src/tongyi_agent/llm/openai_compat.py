@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
-import re
-import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from tongyi_agent.llm.base import ChatMessage, ChatRequest, ChatResponse, ModelError, ToolCall, Usage
+from tongyi_agent.llm.retry import Attempt, Retry, Verdict, retry_after_seconds, scrub, with_fallback, with_retries
 from tongyi_agent.llm.text_tool_calls import parse_tool_calls_from_text
 
 if TYPE_CHECKING:
@@ -24,18 +22,6 @@ if TYPE_CHECKING:
 # Local servers (llama.cpp, vLLM) need no key, but the SDK refuses to build a client without one and
 # would otherwise fall back to OPENAI_API_KEY from the environment — the config layer decides keys, not us.
 _NO_KEY = "sk-no-key-required"
-# A Retry-After longer than this is a quota reset, not a hiccup: fail (or fall back) instead of hanging.
-_MAX_RETRY_AFTER = 60.0
-_MAX_ERROR_DETAIL = 300
-
-
-class _Attempt(Exception):
-    """One model id failed for good; carries a one-line, key-free description."""
-
-    def __init__(self, detail: str, *, fall_back: bool) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.fall_back = fall_back
 
 
 def _estimate_tokens(text: str) -> int:
@@ -220,77 +206,44 @@ class OpenAICompatBackend:
     async def chat(self, messages: list[ChatMessage], request: ChatRequest | None = None) -> ChatResponse:
         request = request or ChatRequest()
         payload = self._payload(messages, request)
-        try:
-            data = await self._call_with_retries(self.name, payload)
-        except _Attempt as primary:
-            if not (self.fallback_model_id and primary.fall_back):
-                raise ModelError(primary.detail) from None
-            try:
-                data = await self._call_with_retries(self.fallback_model_id, payload)
-            except _Attempt as fallback:
-                raise ModelError(f"{primary.detail}; fallback {fallback.detail}") from None
+        data = await with_fallback(
+            lambda model_id: self._call_with_retries(model_id, payload), self.name, self.fallback_model_id
+        )
         return from_openai_completion(data, messages, request, self.name)
 
-    def _backoff(self, attempt: int) -> float:
-        # Jitter (75-100 %) keeps parallel agents from retrying in lockstep.
-        return min(self.backoff_base * 2**attempt, self.backoff_max) * (0.75 + 0.25 * random.random())
-
     async def _call_with_retries(self, model_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        client = self._get_client()
+        completion = await with_retries(
+            lambda: client.chat.completions.create(model=model_id, **payload),
+            lambda err: self._classify(err, model_id),
+            max_retries=self.max_retries,
+            backoff_base=self.backoff_base,
+            backoff_max=self.backoff_max,
+        )
+        if not hasattr(completion, "to_dict"):  # the SDK hands back raw text for non-JSON bodies
+            raise Attempt(f"{model_id} at {self._host}: response was not JSON", fall_back=True)
+        # Extra fields (OpenRouter's `reasoning`, llama.cpp's `reasoning_content`) survive to_dict.
+        return completion.to_dict()
+
+    def _classify(self, err: Exception, model_id: str) -> Verdict:
+        """What an SDK error means: retry, give up on this model id, or (None) not ours to handle."""
         import openai
 
-        client = self._get_client()
-        for attempt in range(self.max_retries + 1):
-            last = attempt == self.max_retries
-            try:
-                completion = await client.chat.completions.create(model=model_id, **payload)
-            except openai.APIStatusError as err:
-                status = err.status_code
-                detail = f"{model_id} at {self._host}: HTTP {status}: {self._server_message(err)}"
-                transient = status in (408, 429) or status >= 500
-                delay = self._retry_after(err) if transient else None
-                if not transient or last or (delay is not None and delay > _MAX_RETRY_AFTER):
-                    # Auth failures would fail the same way on the fallback model; anything else may not.
-                    raise _Attempt(self._scrub(detail), fall_back=status not in (401, 403)) from None
-                await asyncio.sleep(delay if delay is not None else self._backoff(attempt))
-            except openai.APITimeoutError:
-                if last:
-                    raise _Attempt(
-                        f"{model_id} at {self._host}: timed out after {self.timeout:g}s", fall_back=True
-                    ) from None
-                await asyncio.sleep(self._backoff(attempt))
-            except openai.APIConnectionError as err:
-                if last:
-                    cause = err.__cause__ or err
-                    raise _Attempt(
-                        self._scrub(f"{model_id} at {self._host}: connection failed: {cause}"), fall_back=True
-                    ) from None
-                await asyncio.sleep(self._backoff(attempt))
-            except openai.OpenAIError as err:  # e.g. a body the SDK cannot parse; retrying will not help
-                raise _Attempt(self._scrub(f"{model_id} at {self._host}: {err}"), fall_back=True) from None
-            else:
-                if not hasattr(completion, "to_dict"):  # the SDK hands back raw text for non-JSON bodies
-                    raise _Attempt(f"{model_id} at {self._host}: response was not JSON", fall_back=True)
-                # Extra fields (OpenRouter's `reasoning`, llama.cpp's `reasoning_content`) survive to_dict.
-                return completion.to_dict()
-        raise AssertionError("unreachable")  # the loop always returns or raises
-
-    @staticmethod
-    def _retry_after(err: Any) -> float | None:
-        headers = err.response.headers
-        for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-            value = headers.get(name)
-            if value is None:
-                continue
-            try:
-                return max(0.0, float(value) * scale)
-            except ValueError:
-                pass
-            try:  # HTTP-date form
-                from email.utils import parsedate_to_datetime
-
-                return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-            except (TypeError, ValueError):
-                pass
+        if isinstance(err, openai.APIStatusError):
+            status = err.status_code
+            detail = self._scrub(f"{model_id} at {self._host}: HTTP {status}: {self._server_message(err)}")
+            # Auth failures would fail the same way on the fallback model; anything else may not.
+            fall_back = status not in (401, 403)
+            if not (status in (408, 429) or status >= 500):
+                return Attempt(detail, fall_back=fall_back)
+            return Retry(detail, after=retry_after_seconds(err.response.headers), fall_back=fall_back)
+        if isinstance(err, openai.APITimeoutError):
+            return Retry(f"{model_id} at {self._host}: timed out after {self.timeout:g}s")
+        if isinstance(err, openai.APIConnectionError):
+            cause = err.__cause__ or err
+            return Retry(self._scrub(f"{model_id} at {self._host}: connection failed: {cause}"))
+        if isinstance(err, openai.OpenAIError):  # e.g. a body the SDK cannot parse; retrying will not help
+            return Attempt(self._scrub(f"{model_id} at {self._host}: {err}"), fall_back=True)
         return None
 
     @staticmethod
@@ -305,10 +258,4 @@ class OpenAICompatBackend:
         return str(getattr(err, "message", "") or "no error message")
 
     def _scrub(self, text: str) -> str:
-        """One line, bounded, and never the API key (servers sometimes echo it in auth errors)."""
-        if self._api_key and self._api_key != _NO_KEY:
-            text = text.replace(self._api_key, "***")
-        text = re.sub(r"\s+", " ", text).strip()
-        if len(text) > _MAX_ERROR_DETAIL:
-            text = text[: _MAX_ERROR_DETAIL - 3] + "..."
-        return text
+        return scrub(text, self._api_key if self._api_key != _NO_KEY else None)
