@@ -69,14 +69,25 @@ def to_tasks(world_tasks: list, root: Path) -> Splits:
     return splits
 
 
+class _Log:
+    def __init__(self, path: Path) -> None:
+        self.handle = path.open("w", encoding="utf-8")
+
+    def write_line(self, message: str) -> None:
+        self.handle.write(message + "\n")
+        self.handle.flush()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", default="1,2", help="world seeds (default 1,2)")
     parser.add_argument("--budget", type=int, default=60, help="rollouts for the search per seed (default 60)")
     parser.add_argument("--iterations", type=int, default=3, help="candidate prompts per seed (default 3)")
     parser.add_argument("--model", default="local", help="model profile (default: local, the embedded model)")
+    parser.add_argument("--log", type=Path, help="write the optimizer's narration (proposed prompts) here")
     args = parser.parse_args()
     rows = []
+    log = _Log(args.log) if args.log else None
     for seed in [int(s) for s in args.seeds.split(",")]:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp) / "world"
@@ -89,7 +100,8 @@ def main() -> None:
             runner = AgentRunner(agent, scorer, Budget(args.budget + 2 * len(splits.test)), loop=loop)
             started = time.monotonic()
             report = optimize_prompt(runner, seed_prompt, splits, reflection=reflection_callable(agent.model, loop),
-                                     iterations=args.iterations, run_dir=Path(tmp) / "run", seed=seed)
+                                     iterations=args.iterations, run_dir=Path(tmp) / "run", seed=seed,
+                                     on_log=log.write_line if log else None)
             search_minutes = (time.monotonic() - started) / 60
             before = evaluate(runner, seed_prompt, splits.test)
             after = evaluate(runner, report.best_prompt, splits.test)

@@ -69,10 +69,10 @@ class OptimizedAgent:
             with self.workspace.open_store() as store:
                 recorder = RunRecorder.for_profile(store, self.workspace.training, self.settings.profile)
                 lifecycle = Lifecycle(self.workspace, store)
-                plan = lifecycle.plan(self.agent, PromptStore(store).active())
+                plan = lifecycle.plan(self.agent, PromptStore(store).active(), query)
                 recorded = await recorder.run(plan.agent, query, run_id=plan.run_id, ab_arm=plan.ab_arm,
-                                              prompt_version=plan.prompt_version)
-                self.notes = lifecycle.after_run()
+                                              prompt_version=plan.prompt_version, metadata=plan.metadata)
+                self.notes = lifecycle.after_run(recorded)
             self.last_result, self.last_run_id = recorded.result, recorded.run_id
         else:
             self.last_result, self.last_run_id = await self.agent.run(query), None

@@ -60,11 +60,14 @@ class Agent:
         self.tool_context = tool_context or ToolContext(root=root)
 
     def variant(self, *, instructions: str | None = None, forced_answer: str | None = None,
-                root: Path | None = None) -> Agent:
-        """The same model and tools with other prompt texts or another root (prompt candidates, tasks)."""
+                root: Path | None = None, tools: ToolRegistry | None = None, max_steps: int | None = None) -> Agent:
+        """The same model with other prompt texts, root, tools or step budget (prompt candidates,
+        tasks, tool-policy arms)."""
         twin = copy.copy(self)
         twin.spec = dataclasses.replace(self.spec, instructions=instructions or self.spec.instructions,
-                                        forced_answer=forced_answer or self.spec.forced_answer)
+                                        forced_answer=forced_answer or self.spec.forced_answer,
+                                        max_steps=max_steps or self.spec.max_steps)
+        twin.tools = tools or self.tools
         if root is not None:
             twin.root = root
             twin.tool_context = dataclasses.replace(self.tool_context, root=root)

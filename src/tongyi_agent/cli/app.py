@@ -193,8 +193,10 @@ def _optimize(settings: Settings, workspace: TrainingWorkspace, *, iterations: i
     from tongyi_agent.llm.base import ModelError
     from tongyi_agent.store import StoreError
 
+    if workspace.training.mode == "rl":
+        return _optimize_policy(settings, workspace)
     if workspace.training.mode != "prompt":
-        raise fail(f"--optimize in {workspace.training.mode} mode is not implemented yet; only prompt mode is")
+        raise fail(f"--optimize in {workspace.training.mode} mode is not implemented yet; prompt and rl modes are")
     request = OptimizeRequest(iterations=iterations or workspace.training.prompt_optimization.max_iterations,
                               budget_rollouts=budget, tasks_file=tasks, seed=seed, resume=resume)
     try:
@@ -205,6 +207,22 @@ def _optimize(settings: Settings, workspace: TrainingWorkspace, *, iterations: i
     except ModelError as exc:
         raise fail(str(exc), EXIT_FAILED) from None
     print_report(out, outcome)
+    return 0
+
+
+def _optimize_policy(settings: Settings, workspace: TrainingWorkspace) -> int:
+    from tongyi_agent.learn.policy_run import optimize_tool_policy
+    from tongyi_agent.tools import default_registry
+
+    if not workspace.has_data():
+        raise fail("no recorded runs to learn a tool policy from: run questions with --train --training-mode rl")
+    tools = default_registry(settings.profile.tool_names()).names()
+    report = optimize_tool_policy(workspace, tools, settings.max_steps)
+    out.print(f"Tool policy ({report.policy}) refitted from {report.runs_used} recorded rl-mode runs.")
+    for arm in report.arms:
+        mean = "—" if arm["mean_reward"] is None else f"{arm['mean_reward']:.3f}"
+        out.print(f"  {arm['arm']:<14} pulls {arm['pulls']:>4}  mean reward {mean}")
+    out.print("Nothing is promoted in rl mode: the policy is used by the next runs with --training-mode rl.")
     return 0
 
 

@@ -80,6 +80,12 @@ def print_learning(console: Console, stats: dict[str, Any]) -> None:
         console.print(table)
     elif experiment.get("last_result"):
         console.print(f"Last A/B experiment: {experiment['last_result'].get('reason', experiment['last_result'])}")
+    if stats.get("tool_policy"):
+        table = _table("Tool policy (rl mode)", "arm", "pulls", "mean reward")
+        for arm in stats["tool_policy"]:
+            mean = "—" if arm["mean_reward"] is None else f"{arm['mean_reward']:.3f}"
+            table.add_row(arm["arm"], str(arm["pulls"]), mean)
+        console.print(table)
     schedule = stats.get("schedule") or {}
     if schedule.get("last_started"):
         started = schedule["last_started"]

@@ -138,11 +138,12 @@ class AgentSession:
         recorder = RunRecorder.for_profile(self.store, self.workspace.training, self.settings.profile,
                                            sinks=self._sinks())
         lifecycle = Lifecycle(self.workspace, self.store)
-        plan = lifecycle.plan(agent, self.prompt)
+        plan = lifecycle.plan(agent, self.prompt, question)
         recorded = self._loop.run(recorder.run(plan.agent, question, history, fallback=fallback, run_id=plan.run_id,
-                                               ab_arm=plan.ab_arm, prompt_version=plan.prompt_version))
+                                               ab_arm=plan.ab_arm, prompt_version=plan.prompt_version,
+                                               metadata=plan.metadata))
         self.last_run_id = recorded.run_id
-        for note in lifecycle.after_run():
+        for note in lifecycle.after_run(recorded):
             self.console.print(note, style="cyan", markup=False)
         return recorded.result
 

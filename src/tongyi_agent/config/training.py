@@ -92,12 +92,20 @@ class OptimizationScheduleSettings(_Section):
     performance_threshold: float = Field(0.6, ge=0, le=1)
 
 
+class ToolPolicySettings(_Section):
+    policy: Literal["linucb", "thompson"] = Field("linucb", description="Bandit used in rl mode.")
+    exploration: float = Field(0.5, ge=0, description="LinUCB alpha, or the Thompson posterior scale.")
+    epsilon: float = Field(0.05, ge=0, le=1, description="Chance of a random arm on any run.")
+    cost_weight: float = Field(0.0, ge=0, le=1, description="How much model calls, tokens and seconds cost.")
+
+
 SECTIONS: dict[str, type[_Section]] = {
     "training": TrainingSettings,
     "prompt_optimization": PromptOptimizationSettings,
     "performance_metrics": PerformanceMetricsSettings,
     "experiments": ExperimentsSettings,
     "optimization_schedule": OptimizationScheduleSettings,
+    "tool_policy": ToolPolicySettings,
 }
 
 
@@ -111,6 +119,7 @@ class TrainingConfig(BaseModel):
     performance_metrics: PerformanceMetricsSettings = Field(default_factory=PerformanceMetricsSettings)
     experiments: ExperimentsSettings = Field(default_factory=ExperimentsSettings)
     optimization_schedule: OptimizationScheduleSettings = Field(default_factory=OptimizationScheduleSettings)
+    tool_policy: ToolPolicySettings = Field(default_factory=ToolPolicySettings)
     files: list[Path] = Field(default_factory=list)
 
     @property

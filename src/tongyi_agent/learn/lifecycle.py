@@ -1,30 +1,46 @@
 """What happens around each recorded run, wherever it runs (CLI, REPL, Python API):
 
-before: an A/B experiment may assign the run to an arm, and the run uses that arm's prompt;
-after: a finished experiment is concluded (promotion or rollback), and the optimization schedule
-may start a background optimization.
+before: an A/B experiment may assign the run to an arm, and the run uses that arm's prompt; in rl
+mode the tool policy picks the tools, step budget and strategy hint;
+after: the tool policy learns from the run's reward (rl mode), a finished experiment is concluded
+(promotion or rollback), and the optimization schedule may start a background optimization.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
 
 from tongyi_agent.agent.loop import Agent
 from tongyi_agent.learn.experiments import ExperimentManager
+from tongyi_agent.learn.recording import RecordedRun
 from tongyi_agent.learn.schedule import check_triggers, start_background
+from tongyi_agent.learn.tool_policy import (
+    PolicyArm,
+    PolicyStore,
+    default_arms,
+    features,
+    policy_reward,
+    root_stats,
+    run_policy_metadata,
+)
 from tongyi_agent.learn.workspace import TrainingWorkspace
 from tongyi_agent.store import TrajectoryStore, new_run_id
 from tongyi_agent.store.prompts import PromptStore, PromptVersion
+from tongyi_agent.tools import default_registry
 
 
 @dataclass
 class RunPlan:
-    """How one run is set up: its id, its agent (with the arm's prompt) and what to record."""
+    """How one run is set up: its id, its agent (with the arm's prompt and tools) and what to record."""
 
     run_id: str
     agent: Agent
     prompt_version: str | None
     ab_arm: str | None
+    metadata: dict[str, Any] = field(default_factory=dict)  # the tool-policy choice, in rl mode
 
 
 class Lifecycle:
@@ -33,21 +49,51 @@ class Lifecycle:
         self.store = store
         training = workspace.training
         self.experiments = ExperimentManager(store, training.experiments, workspace.target)
+        self._arms: list[PolicyArm] = []
 
-    def plan(self, agent: Agent, active: PromptVersion | None) -> RunPlan:
+    def plan(self, agent: Agent, active: PromptVersion | None, question: str) -> RunPlan:
         run_id = new_run_id()
         assignment = self.experiments.assign(run_id)
         if assignment is None:
-            return RunPlan(run_id, agent, active.id if active else None, None)
-        arm, version_id = assignment
-        version = PromptStore(self.store).get(version_id)
-        arm_agent = agent.variant(instructions=version.components.get("system"),
-                                  forced_answer=version.components.get("forced_answer"))
-        return RunPlan(run_id, arm_agent, version.id, arm)
+            plan = RunPlan(run_id, agent, active.id if active else None, None)
+        else:
+            arm, version_id = assignment
+            version = PromptStore(self.store).get(version_id)
+            arm_agent = agent.variant(instructions=version.components.get("system"),
+                                      forced_answer=version.components.get("forced_answer"))
+            plan = RunPlan(run_id, arm_agent, version.id, arm)
+        if self.workspace.training.mode == "rl":
+            self._choose_tools(plan, question)
+        return plan
 
-    def after_run(self) -> list[str]:
-        """Conclude a finished experiment and honour the schedule; returns what happened, for the user."""
+    def _choose_tools(self, plan: RunPlan, question: str) -> None:
+        """rl mode: the learned policy picks the tools, the step budget and a strategy hint."""
+        agent = plan.agent
+        arms = default_arms(agent.tools.names(), profile_tools=agent.tools.names(), max_steps=agent.spec.max_steps)
+        x = features(question, root_stats(agent.root))
+        arm = self._policies().load(arms).choose(x)
+        instructions = f"{agent.spec.instructions}\n{arm.hint}" if arm.hint else None
+        plan.agent = agent.variant(instructions=instructions, tools=default_registry(arm.tools),
+                                   max_steps=arm.max_steps)
+        plan.metadata = run_policy_metadata(arm, x)
+        self._arms = arms
+
+    def _policies(self) -> PolicyStore:
+        settings = self.workspace.training.tool_policy
+        return PolicyStore(self.store, kind=settings.policy, exploration=settings.exploration,
+                           epsilon=settings.epsilon)
+
+    def after_run(self, recorded: RecordedRun | None = None) -> list[str]:
+        """Learn from the run (rl mode), conclude a finished experiment and honour the schedule;
+        returns what happened, for the user."""
         notes: list[str] = []
+        run = self.store.get_run(recorded.run_id) if recorded is not None else None
+        if run is not None and "policy_arm" in run.metadata and self._arms:
+            weight = self.workspace.training.tool_policy.cost_weight
+            reward = policy_reward(run.reward(self.workspace.target), run.model_calls,
+                                   run.input_tokens + run.output_tokens, run.seconds, weight)
+            self._policies().update(self._arms, run.metadata["policy_arm"],
+                                    np.asarray(run.metadata["policy_features"]), reward)
         decision = self.experiments.maybe_conclude()
         if decision is not None:
             notes.append(decision.reason)

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from tongyi_agent.agent.loop import Agent
 from tongyi_agent.agent.routing import run_with_fallback
@@ -68,7 +69,8 @@ class RunRecorder:
     async def run(self, agent: Agent, question: str, history: list[ChatMessage] | None = None, *,
                   fallback: Callable[[], Agent] | None = None, task_answer: str | None = None,
                   task_answer_regex: str | None = None, run_id: str | None = None,
-                  ab_arm: str | None = None, prompt_version: str | None = None) -> RecordedRun:
+                  ab_arm: str | None = None, prompt_version: str | None = None,
+                  metadata: dict[str, Any] | None = None) -> RecordedRun:
         """Run and record one question; with `fallback`, a failed primary is retried there and both
         attempts' spans are kept in the one trajectory."""
         recorder = Recorder()
@@ -103,6 +105,7 @@ class RunRecorder:
         run.cost = self.cost(result.usage.input_tokens, result.usage.output_tokens) if self.cost else None
         if result.routing:
             run.metadata["fallback"] = result.routing
+        run.metadata.update(metadata or {})
         run.metadata["target"] = target
         run.metadata["verification_rate"] = result.verification_rate
         run.metadata["evidence"] = [asdict(e) for e in result.evidence]

@@ -13,6 +13,7 @@ from tongyi_agent.config.training import TrainingConfig, load_training_config
 from tongyi_agent.learn.experiments import ExperimentManager
 from tongyi_agent.learn.recording import store_path
 from tongyi_agent.learn.schedule import schedule_status
+from tongyi_agent.learn.tool_policy import POLICY_KEY, PolicyArm, PolicyStore
 from tongyi_agent.store import (
     TrajectoryStore,
     compute_stats,
@@ -73,6 +74,7 @@ class TrainingWorkspace:
             "last_result": history[-1].result if history else None,
         }
         stats["schedule"] = schedule_status(store)
+        stats["tool_policy"] = _policy_summary(store)
         active = PromptStore(store).active()
         stats["active_prompt_version"] = active.id if active else None
         return stats
@@ -106,3 +108,16 @@ class TrainingWorkspace:
             return None
         with self.open_store() as store:
             return PromptStore(store).active()
+
+
+def _policy_summary(store: TrajectoryStore) -> list[dict[str, Any]]:
+    """The learned tool policy's arms with pulls and mean reward; empty before rl mode was used."""
+    raw = store.get_meta(POLICY_KEY)
+    if not raw:
+        return []
+    try:
+        data = json.loads(raw)
+        arms = [PolicyArm.from_dict(arm) for arm in data["arms"]]
+        return PolicyStore(store).load(arms, int(data["dim"])).summary()
+    except (ValueError, KeyError, TypeError):
+        return []
