@@ -84,6 +84,9 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=60, help="rollouts for the search per seed (default 60)")
     parser.add_argument("--iterations", type=int, default=3, help="candidate prompts per seed (default 3)")
     parser.add_argument("--model", default="local", help="model profile (default: local, the embedded model)")
+    parser.add_argument("--proposer", choices=["rule", "rewrite"], default="rule",
+                        help="rule: ask the reflection model for one new rule (suits the embedded model); "
+                             "rewrite: gepa's whole-prompt rewrite")
     parser.add_argument("--log", type=Path, help="write the optimizer's narration (proposed prompts) here")
     args = parser.parse_args()
     rows = []
@@ -101,7 +104,7 @@ def main() -> None:
             started = time.monotonic()
             report = optimize_prompt(runner, seed_prompt, splits, reflection=reflection_callable(agent.model, loop),
                                      iterations=args.iterations, run_dir=Path(tmp) / "run", seed=seed,
-                                     on_log=log.write_line if log else None)
+                                     on_log=log.write_line if log else None, proposer=args.proposer)
             search_minutes = (time.monotonic() - started) / 60
             before = evaluate(runner, seed_prompt, splits.test)
             after = evaluate(runner, report.best_prompt, splits.test)

@@ -88,8 +88,8 @@ def test_resume_without_an_interrupted_run(runner: CliRunner, project: Path, ope
     assert result.exit_code == 2 and "nothing to resume" in result.stderr
 
 
-def test_other_modes_say_they_are_not_implemented(runner: CliRunner, project: Path) -> None:
-    result = runner.invoke(app, ["--root", str(project), "--optimize", "--training-mode", "rl"])
+def test_sft_mode_says_it_is_not_implemented(runner: CliRunner, project: Path) -> None:
+    result = runner.invoke(app, ["--root", str(project), "--optimize", "--training-mode", "sft"])
     assert result.exit_code == 2 and "not implemented" in result.stderr
 
 

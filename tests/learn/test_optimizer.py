@@ -98,3 +98,16 @@ def test_paired_decision_needs_more_wins_and_a_higher_mean() -> None:
     assert paired_decision([0, 0, 1], [1, 1, 1])[0] is True
     assert paired_decision([1, 0, 0], [0, 1, 0])[0] is False  # equal means
     assert paired_decision([0.5, 0.5, 0.5, 0.0], [0.4, 0.4, 0.4, 1.0])[0] is False  # higher mean, more losses
+
+
+def test_rule_proposer_appends_one_rule_and_is_promoted(tmp_path: Path) -> None:
+    asked: list[str] = []
+
+    def small_model(prompt: str) -> str:
+        asked.append(prompt)
+        return f"{INSTRUCTION} This helps."  # only the first sentence becomes the rule
+
+    report = optimize_prompt(_runner(tmp_path), SEED_PROMPT, split_tasks(_tasks(tmp_path), seed=1),
+                             reflection=small_model, iterations=2, run_dir=tmp_path / "run", seed=1, proposer="rule")
+    assert report.promoted and report.best_prompt == f"{SEED_PROMPT}\n{INSTRUCTION}"
+    assert "wrong: expected CODE-" in asked[0] and "ONE new rule" in asked[0]

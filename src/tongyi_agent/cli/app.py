@@ -197,8 +197,11 @@ def _optimize(settings: Settings, workspace: TrainingWorkspace, *, iterations: i
         return _optimize_policy(settings, workspace)
     if workspace.training.mode != "prompt":
         raise fail(f"--optimize in {workspace.training.mode} mode is not implemented yet; prompt and rl modes are")
+    reflection_profile = settings.profiles.get(reflection or settings.model, settings.profile)
+    # Embedded models cannot rewrite a whole prompt; they can name one rule that would have helped.
+    proposer = "rule" if reflection_profile.provider == "embedded" else "rewrite"
     request = OptimizeRequest(iterations=iterations or workspace.training.prompt_optimization.max_iterations,
-                              budget_rollouts=budget, tasks_file=tasks, seed=seed, resume=resume)
+                              budget_rollouts=budget, tasks_file=tasks, seed=seed, resume=resume, proposer=proposer)
     try:
         outcome = optimize_command(settings, workspace, request, reflection_profile=reflection, console=err,
                                    verbose=verbose)

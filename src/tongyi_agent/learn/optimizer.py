@@ -154,6 +154,47 @@ def reflection_callable(model: ChatModel, loop: LoopRunner, max_tokens: int = 10
     return call
 
 
+RULE_PROMPT = """An AI research assistant answers questions about a folder of files using tools.
+Its current instructions are:
+---
+{prompt}
+---
+Here are questions it got wrong or only partly right, with what it answered and why it failed:
+{failures}
+
+Write ONE new rule, a single imperative sentence of at most 30 words, that would have helped it
+answer these correctly. Make it specific (which tool to use, what to search for, what to check).
+Do not repeat a rule it already has. Reply with the rule only."""
+
+
+def rule_proposer(reflection: Callable[[str], str], max_failures: int = 5) -> Callable[..., dict[str, str]]:
+    """Proposals for small reflection models: ask for one new rule and append it to the prompt.
+
+    Rewriting a whole prompt is beyond a 1.5B model (it returns the prompt unchanged); naming one
+    rule from a handful of failures is within reach, and the search keeps only rules that help."""
+
+    def propose(candidate: dict[str, str], reflective_dataset: Mapping[str, Sequence[Mapping[str, Any]]],
+                components_to_update: list[str]) -> dict[str, str]:
+        proposals = {}
+        for name in components_to_update:
+            records = [r for r in reflective_dataset.get(name, []) if not str(r["Feedback"]).startswith("score 1.00")]
+            failures = "\n".join(f"- Question: {r['Inputs']}\n  Answer: {str(r['Generated Outputs'])[:200]}\n"
+                                  f"  Feedback: {str(r['Feedback'])[:300]}" for r in records[:max_failures])
+            rule = _first_sentence(reflection(RULE_PROMPT.format(prompt=candidate[name],
+                                                                 failures=failures or "- (none)")))
+            proposals[name] = f"{candidate[name]}\n{rule}" if rule and rule not in candidate[name] else candidate[name]
+        return proposals
+
+    return propose
+
+
+def _first_sentence(text: str) -> str:
+    text = _clean(text).replace("\n", " ").strip().lstrip("-*0123456789. ").strip()
+    match = re.match(r"(.+?[.!])(\s|$)", text)
+    rule = (match.group(1) if match else text)[:300].strip()
+    return rule if len(rule.split()) >= 3 else ""
+
+
 @dataclass
 class OptimizationReport:
     seed_validation: float
@@ -185,8 +226,11 @@ def paired_decision(seed: list[float], best: list[float]) -> tuple[bool, int, in
 def optimize_prompt(runner: AgentRunner, seed_prompt: str, splits: Splits, *, reflection: Callable[[str], str],
                     iterations: int, run_dir: Path, seed: int = 0, minibatch: int = 3, population: int = 4,
                     on_best: Callable[[float], None] | None = None,
-                    on_log: Callable[[str], None] | None = None) -> OptimizationReport:
-    """Search on train/validation, then judge seed vs best on the test split. Resumable via `run_dir`."""
+                    on_log: Callable[[str], None] | None = None, proposer: str = "rewrite") -> OptimizationReport:
+    """Search on train/validation, then judge seed vs best on the test split. Resumable via `run_dir`.
+
+    `proposer`: "rewrite" lets gepa's reflection rewrite the whole prompt (strong reflection
+    models); "rule" asks for one new rule per proposal (small models, see rule_proposer)."""
     import random
 
     import gepa
@@ -214,7 +258,9 @@ def optimize_prompt(runner: AgentRunner, seed_prompt: str, splits: Splits, *, re
     search_budget = max(runner.budget.left - reserve, sizes["validation"] + minibatch)
     result = gepa.optimize(
         seed_candidate={OPTIMIZED_COMPONENT: seed_prompt}, trainset=splits.train, valset=splits.validation,
-        adapter=GepaAdapter(runner), reflection_lm=reflection, max_metric_calls=search_budget,
+        adapter=GepaAdapter(runner), max_metric_calls=search_budget,
+        reflection_lm=reflection if proposer == "rewrite" else None,
+        custom_candidate_proposer=rule_proposer(reflection) if proposer == "rule" else None,
         stop_callbacks=[MaxCandidateProposalsStopper(iterations)], reflection_minibatch_size=minibatch,
         run_dir=str(run_dir), seed=seed, callbacks=[_Progress()], display_progress_bar=False, logger=_Log(),
         raise_on_exception=False, skip_perfect_score=False,

@@ -42,6 +42,7 @@ class OptimizeRequest:
     tasks_file: Path | None = None
     seed: int = 0
     resume: bool = False
+    proposer: str = "rewrite"  # "rule" for small reflection models (see optimizer.rule_proposer)
 
 
 @dataclass
@@ -99,6 +100,7 @@ def _optimize(workspace: TrainingWorkspace, agent: Agent, request: OptimizeReque
             reflection=reflection or reflection_callable(reflection_model or agent.model, loop),
             iterations=request.iterations, run_dir=workspace.training.data_dir(workspace.root) / "optimizer" / run_id,
             seed=request.seed, population=workspace.training.prompt_optimization.population_size,
+            proposer=request.proposer,
             on_best=on_best, on_log=on_log)
     finally:
         loop.close()
