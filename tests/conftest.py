@@ -9,7 +9,7 @@ import platformdirs
 import pytest
 
 from tests.fakes.anthropic_server import anthropic_server_fixture  # noqa: F401  (fixture `anthropic_server`)
-from tests.fakes.fixtures import openai_server  # noqa: F401  (fixture)
+from tests.fakes.openai_server import openai_server  # noqa: F401  (fixture)
 from tests.fakes.scholarly_server import scholarly_server  # noqa: F401  (fixture)
 from tests.fakes.web_server import web_server  # noqa: F401  (fixture)
 

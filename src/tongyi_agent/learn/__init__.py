@@ -1,4 +1,5 @@
-"""Learning from recorded runs: rewards now; optimizers, policies and trainers build on them."""
+"""Learning from recorded runs: rewards, recording, prompt optimization, A/B experiments, the
+schedule and the tool policy. Trainers for model weights (SFT, GRPO) are not built yet."""
 
 from tongyi_agent.learn.rewards import BUILTIN_REWARDS, Reward, compute_rewards, custom_reward, task_reward
 
