@@ -117,7 +117,7 @@ def main() -> None:
         configs = {"react+grammar": model, "react, no grammar": WithoutGrammar(model)}
         scores = {}
         for label, backend in configs.items():
-            agent = Agent(backend, default_registry(), get_dialect("react"), root, spec)
+            agent = Agent(backend, default_registry(profile.tool_names()), get_dialect("react"), root, spec)
             scores[label] = run(agent, questions)
 
     n = len(questions)
