@@ -384,7 +384,8 @@ class _LinearPolicy:
     @classmethod
     def _build(cls, arms: Sequence[PolicyArm], dim: int, exploration: float, *, epsilon: float, ridge: float,
                rng: random.Random | None) -> Self:  # fmt: skip
-        raise NotImplementedError
+        # Both subclasses take the exploration rate as their third positional argument.
+        return cls(arms, dim, exploration, epsilon=epsilon, ridge=ridge, rng=rng)
 
     def _score(self, stats: _ArmStats, x: np.ndarray) -> float:
         raise NotImplementedError
@@ -432,11 +433,6 @@ class LinUCBPolicy(_LinearPolicy):
     def alpha(self) -> float:
         return self.exploration
 
-    @classmethod
-    def _build(cls, arms: Sequence[PolicyArm], dim: int, exploration: float, *, epsilon: float, ridge: float,
-               rng: random.Random | None) -> Self:  # fmt: skip
-        return cls(arms, dim, exploration, epsilon=epsilon, ridge=ridge, rng=rng)
-
     def _score(self, stats: _ArmStats, x: np.ndarray) -> float:
         assert stats.theta is not None
         return float(stats.theta @ x) + self.exploration * self._spread(stats, x)
@@ -461,11 +457,6 @@ class ThompsonPolicy(_LinearPolicy):
     @property
     def v(self) -> float:
         return self.exploration
-
-    @classmethod
-    def _build(cls, arms: Sequence[PolicyArm], dim: int, exploration: float, *, epsilon: float, ridge: float,
-               rng: random.Random | None) -> Self:  # fmt: skip
-        return cls(arms, dim, exploration, epsilon=epsilon, ridge=ridge, rng=rng)
 
     def _score(self, stats: _ArmStats, x: np.ndarray) -> float:
         assert stats.theta is not None

@@ -118,3 +118,16 @@ class GitIgnore:
             if decision is not None:  # a later (deeper) match, including `!negation`, overrides
                 ignored = decision
         return ignored
+
+
+def checked_range(start: int | None, end: int | None, total: int, label: str, unit: str) -> tuple[int, int]:
+    """The 1-based inclusive range to show of `total` lines or pages; an end past the last is clamped."""
+    first = 1 if start is None else start
+    last = total if end is None else min(end, total)
+    if first < 1:
+        raise ToolError(f"start_{unit} must be 1 or more, got {first}")
+    if first > total:
+        raise ToolError(f"start_{unit} {first} is past the end of {label}, which has {total} {unit}s")
+    if last < first:
+        raise ToolError(f"end_{unit} {end} is before start_{unit} {first}")
+    return first, last

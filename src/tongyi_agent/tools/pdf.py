@@ -23,7 +23,7 @@ from pypdf import PdfReader
 from pypdf.errors import FileNotDecryptedError, PyPdfError
 
 from tongyi_agent.tools.base import SourceRef, ToolContext, ToolError, ToolResult
-from tongyi_agent.tools.paths import relative_label, resolve_in_root
+from tongyi_agent.tools.paths import checked_range, relative_label, resolve_in_root
 from tongyi_agent.tools.web import mark_untrusted
 
 CACHE_PREFIX = "cache:"
@@ -145,13 +145,7 @@ def pdf_text(ctx: ToolContext, path: str, start_page: int = 1, end_page: int | N
     total = len(reader.pages)
     if total == 0:
         return _result(pdf, f"{pdf.label} has no pages", [SourceRef(path=pdf.label)])
-    last = total if end_page is None else min(end_page, total)
-    if start_page < 1:
-        raise ToolError(f"start_page must be 1 or more, got {start_page}")
-    if start_page > total:
-        raise ToolError(f"start_page {start_page} is past the end of {pdf.label}, which has {total} pages")
-    if last < start_page:
-        raise ToolError(f"end_page {end_page} is before start_page {start_page}")
+    start_page, last = checked_range(start_page, end_page, total, pdf.label, "page")
 
     out: list[str] = []
     sources: list[SourceRef] = []

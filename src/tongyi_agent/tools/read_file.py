@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tongyi_agent.tools.base import SourceRef, ToolContext, ToolError, ToolResult
-from tongyi_agent.tools.paths import is_binary, read_lines, relative_label, resolve_in_root
+from tongyi_agent.tools.paths import checked_range, is_binary, read_lines, relative_label, resolve_in_root
 
 MAX_LINES = 400
 MAX_CHARS = 16_000
@@ -33,14 +33,7 @@ def read_file(ctx: ToolContext, path: str, start_line: int | None = None,
     if total == 0:
         return ToolResult(output=f"{label} is empty", sources=[SourceRef(path=label)])
 
-    first = 1 if start_line is None else start_line
-    last = total if end_line is None else min(end_line, total)
-    if first < 1:
-        raise ToolError(f"start_line must be 1 or more, got {first}")
-    if first > total:
-        raise ToolError(f"start_line {first} is past the end of {label}, which has {total} lines")
-    if last < first:
-        raise ToolError(f"end_line {end_line} is before start_line {first}")
+    first, last = checked_range(start_line, end_line, total, label, "line")
 
     out: list[str] = []
     sources: list[SourceRef] = []
