@@ -57,6 +57,21 @@ def resolve_output(ctx: ToolContext, source_path: str, output: str) -> tuple[str
     return relative_label(ctx.root, target), target
 
 
+def read_source(ctx: ToolContext, path: str, max_bytes: int, kind: str) -> tuple[str, bytes]:
+    """The label and bytes of the file to clean (confined to the root); refuses missing, oversized
+    and binary files."""
+    file = resolve_in_root(ctx.root, path)
+    if not file.is_file():
+        raise ToolError(f"no such file: {path!r}; use list_files to find the right path")
+    label = relative_label(ctx.root, file)
+    if file.stat().st_size > max_bytes:
+        raise ToolError(f"{label} is larger than {max_bytes // 1_000_000} MB; too big to clean here")
+    raw = file.read_bytes()
+    if b"\0" in raw[:8192]:
+        raise ToolError(f"{label} is a binary file, not {kind}")
+    return label, raw
+
+
 def parse_operations(operations: str, valid: tuple[str, ...]) -> list[str]:
     """The requested operations, in the canonical order of `valid`; unknown names are a ToolError."""
     names = [n.strip().lower() for n in operations.split(",") if n.strip()]
@@ -318,15 +333,7 @@ def clean_csv(ctx: ToolContext, path: str, operations: str = "trim,dedupe", outp
         preview_rows: how many cleaned rows to show (at most 50)
     """
     ops = parse_operations(operations, OPERATIONS)
-    file = resolve_in_root(ctx.root, path)
-    if not file.is_file():
-        raise ToolError(f"no such file: {path!r}; use list_files to find the right path")
-    label = relative_label(ctx.root, file)
-    if file.stat().st_size > MAX_BYTES:
-        raise ToolError(f"{label} is larger than {MAX_BYTES // 1_000_000} MB; too big to clean here")
-    raw = file.read_bytes()
-    if b"\0" in raw[:8192]:
-        raise ToolError(f"{label} is a binary file, not CSV")
+    label, raw = read_source(ctx, path, MAX_BYTES, "CSV")
     text, encoding = _decode(raw)
     dialect, has_header, delimiter_name = _sniff(text)
     try:

@@ -15,9 +15,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tongyi_agent.tools.base import SourceRef, ToolContext, ToolError, ToolResult
-from tongyi_agent.tools.clean_csv import parse_operations, resolve_output
-from tongyi_agent.tools.paths import is_binary, relative_label, resolve_in_root
+from tongyi_agent.tools.base import SourceRef, ToolContext, ToolResult
+from tongyi_agent.tools.clean_csv import parse_operations, read_source, resolve_output
 
 OPERATIONS = ("frontmatter", "headings", "duplicates", "whitespace")
 MAX_BYTES = 5_000_000
@@ -229,15 +228,8 @@ def clean_markdown(ctx: ToolContext, path: str, operations: str = "whitespace,du
         output: file to write the cleaned Markdown to (inside the project); omit to only preview
     """
     ops = parse_operations(operations, OPERATIONS)
-    file = resolve_in_root(ctx.root, path)
-    if not file.is_file():
-        raise ToolError(f"no such file: {path!r}; use list_files to find the right path")
-    label = relative_label(ctx.root, file)
-    if file.stat().st_size > MAX_BYTES:
-        raise ToolError(f"{label} is larger than {MAX_BYTES // 1_000_000} MB; too big to clean here")
-    if is_binary(file):
-        raise ToolError(f"{label} is a binary file, not Markdown")
-    text = file.read_bytes().decode("utf-8", errors="replace")
+    label, raw = read_source(ctx, path, MAX_BYTES, "Markdown")
+    text = raw.decode("utf-8", errors="replace")
     newline = "\r\n" if "\r\n" in text else "\n"
     original = text.replace("\r\n", "\n").split("\n")
     if original and original[-1] == "":
