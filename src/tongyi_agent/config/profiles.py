@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
@@ -36,6 +37,7 @@ class ModelProfile(BaseModel):
     # validate_default so the check below also runs when the key is absent.
     weights: str | None = Field(None, validate_default=True,
                                 description="Packaged weights to load (provider embedded).")
+    lora: Path | None = Field(None, description="GGUF LoRA adapter applied to the weights (provider embedded).")
     context_length: int = Field(4096, gt=0, description="Tokens the model attends to.")
     max_output_tokens: int = Field(1024, gt=0, description="Tokens allowed for one reply.")
     temperature: float | None = Field(None, ge=0, le=2, description="Sampling temperature.")
@@ -54,6 +56,13 @@ class ModelProfile(BaseModel):
         if value is None and info.data.get("provider") == "embedded":
             raise ValueError("required when provider = embedded")
         return value
+
+    @field_validator("lora")
+    @classmethod
+    def _lora_for_embedded(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None and info.data.get("provider") != "embedded":
+            raise ValueError("only embedded models take a LoRA adapter")
+        return value.expanduser() if value is not None else None
 
     @property
     def is_remote(self) -> bool:

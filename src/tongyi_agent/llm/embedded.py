@@ -22,7 +22,8 @@ class EmbeddedBackend:
     supports_grammar = True
 
     def __init__(self, model_path: Path, *, name: str, n_ctx: int = 4096, n_threads: int | None = None,
-                 max_output_tokens: int = 1024, temperature: float = 0.0, seed: int = 0) -> None:
+                 max_output_tokens: int = 1024, temperature: float = 0.0, seed: int = 0,
+                 lora_path: Path | None = None) -> None:
         try:
             from llama_cpp import Llama
         except ImportError as exc:  # pragma: no cover - the default install has it
@@ -31,12 +32,16 @@ class EmbeddedBackend:
         self.max_output_tokens = max_output_tokens
         self.temperature = temperature
         self._lock = threading.Lock()
+        if lora_path is not None and not lora_path.is_file():
+            raise ModelError(f"LoRA adapter not found: {lora_path}")
         try:
             self._llama = Llama(model_path=str(model_path), n_ctx=n_ctx,
                                 n_threads=n_threads or max(1, os.cpu_count() or 1),
+                                lora_path=str(lora_path) if lora_path else None,
                                 seed=seed, verbose=False)
         except (ValueError, RuntimeError) as exc:
-            raise ModelError(f"could not load {model_path.name}: {exc}") from exc
+            what = f"{model_path.name} with adapter {lora_path}" if lora_path else model_path.name
+            raise ModelError(f"could not load {what}: {exc}") from exc
         self.n_ctx = n_ctx
 
     async def chat(self, messages: list[ChatMessage], request: ChatRequest | None = None) -> ChatResponse:

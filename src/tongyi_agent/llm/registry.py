@@ -10,7 +10,7 @@ from tongyi_agent.llm.base import ChatModel, ModelError
 from tongyi_agent.llm.weights import WEIGHT_SETS, WeightsError, ensure_weights
 
 # Loaded embedded models stay in memory for the process: the REPL may switch back and forth.
-_LOADED: dict[tuple[str, int], ChatModel] = {}
+_LOADED: dict[tuple[str, int, str], ChatModel] = {}
 
 
 def build_model(profile: ModelProfile, env: Mapping[str, str], cache_dir: Path,
@@ -33,13 +33,13 @@ def _embedded(profile: ModelProfile, cache_dir: Path,
         path = ensure_weights(weight_set, cache_dir, progress)
     except WeightsError as exc:
         raise ModelError(str(exc)) from exc
-    key = (str(path), profile.context_length)
+    key = (str(path), profile.context_length, str(profile.lora or ""))
     if key not in _LOADED:
         from tongyi_agent.llm.embedded import EmbeddedBackend
 
         _LOADED[key] = EmbeddedBackend(path, name=profile.model_id, n_ctx=profile.context_length,
                                        max_output_tokens=profile.max_output_tokens,
-                                       temperature=profile.temperature or 0.0)
+                                       temperature=profile.temperature or 0.0, lora_path=profile.lora)
     return _LOADED[key]
 
 
