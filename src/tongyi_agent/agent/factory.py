@@ -10,6 +10,7 @@ from tongyi_agent.agent.loop import Agent, AgentSpec
 from tongyi_agent.agent.steps import Step
 from tongyi_agent.config.errors import ConfigError
 from tongyi_agent.config.settings import Settings, user_cache_dir
+from tongyi_agent.llm.base import ChatModel
 from tongyi_agent.llm.registry import build_model
 from tongyi_agent.tools import default_registry
 from tongyi_agent.tools.base import ToolContext
@@ -17,10 +18,12 @@ from tongyi_agent.tools.base import ToolContext
 
 def build_agent(settings: Settings, *, on_step: Callable[[Step], None] | None = None,
                 on_weights_progress: Callable[[int, int], None] | None = None, cache_dir: Path | None = None,
-                offline: bool = False) -> Agent:
-    """`cache_dir` holds downloads (papers, web pages); `offline` turns network tools off."""
+                offline: bool = False, model: ChatModel | None = None) -> Agent:
+    """`cache_dir` holds downloads (papers, web pages); `offline` turns network tools off; `model`, when
+    given, is used instead of the backend the profile describes (the profile still sets the limits)."""
     profile = settings.profile
-    model = build_model(profile, settings.env, user_cache_dir(), on_weights_progress)
+    if model is None:
+        model = build_model(profile, settings.env, user_cache_dir(), on_weights_progress)
     spec = AgentSpec(max_steps=settings.max_steps, max_tokens=settings.max_tokens,
                      max_seconds=settings.timeout, context_tokens=profile.context_length,
                      max_output_tokens=min(profile.max_output_tokens, profile.context_length // 4))

@@ -61,7 +61,7 @@ def load_tasks(path: Path, default_root: Path) -> list[Task]:
     tasks = []
     for number, line in enumerate(lines, 1):
         if line.strip():
-            tasks.append(_task(json_line(path, number, line), path, number, default_root))
+            tasks.append(task_from_dict(json_line(path, number, line), f"{path}:{number}", path.parent, default_root))
     return tasks
 
 
@@ -75,8 +75,10 @@ def json_line(path: Path, number: int, line: str) -> dict[str, object]:
     return data
 
 
-def _task(data: dict[str, object], path: Path, number: int, default_root: Path) -> Task:
-    where = f"{path}:{number}"
+def task_from_dict(data: dict[str, object], where: str, base_dir: Path, default_root: Path) -> Task:
+    """One task object of the task-file format; a relative `root` is resolved against `base_dir`.
+
+    Raises TaskFileError (one line, starting with `where`) when a field is unusable."""
     question = data.get("question")
     if not isinstance(question, str) or not question.strip():
         raise TaskFileError(f"{where}: 'question' must be a non-empty string")
@@ -92,7 +94,7 @@ def _task(data: dict[str, object], path: Path, number: int, default_root: Path) 
         except re.error as exc:
             raise TaskFileError(f"{where}: 'answer_regex' is not a valid regex ({exc})") from None
     raw_root = data.get("root")
-    root = (path.parent / raw_root).resolve() if isinstance(raw_root, str) else default_root
+    root = (base_dir / raw_root).resolve() if isinstance(raw_root, str) else default_root
     if not root.is_dir():
         raise TaskFileError(f"{where}: root '{raw_root}' is not a directory")
     split = data.get("split")
