@@ -88,9 +88,23 @@ def test_resume_without_an_interrupted_run(runner: CliRunner, project: Path, ope
     assert result.exit_code == 2 and "nothing to resume" in result.stderr
 
 
-def test_sft_mode_says_it_is_not_implemented(runner: CliRunner, project: Path) -> None:
-    result = runner.invoke(app, ["--root", str(project), "--optimize", "--training-mode", "sft"])
-    assert result.exit_code == 2 and "not implemented" in result.stderr
+def test_sft_mode_refuses_an_api_model_it_cannot_train(runner: CliRunner, project: Path,
+                                                      openai_server: FakeOpenAIServer) -> None:
+    tasks = _setup(project, openai_server)
+    result = runner.invoke(app, ["--root", str(project), "--optimize", "--training-mode", "sft", "--tasks", str(tasks)])
+    assert result.exit_code == 2 and "SFT trains open weights: profile fake is openai" in result.stderr
+
+
+def test_sft_mode_says_what_is_missing_when_no_run_is_worth_imitating(runner: CliRunner, project: Path,
+                                                                     openai_server: FakeOpenAIServer) -> None:
+    tasks = _setup(project, openai_server)
+    # One recorded run, answered without any tool call: nothing to imitate.
+    assert runner.invoke(app, ["--root", str(project), "--train", "What is the code of item 3?"]).exit_code == 0
+    result = runner.invoke(app, ["--root", str(project), "--model", "local", "--optimize", "--training-mode", "sft",
+                                 "--tasks", str(tasks)])
+    assert result.exit_code == 2, result.output
+    assert "need at least 4 model calls from good runs" in result.stderr
+    assert "skipped: 1 " in result.stderr, result.stderr
 
 
 def test_resume_after_a_kill_finishes_the_interrupted_run(runner: CliRunner, project: Path,

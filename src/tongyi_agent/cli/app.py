@@ -19,6 +19,8 @@ from tongyi_agent import __version__
 from tongyi_agent.cli.console import EXIT_FAILED, err, fail, out
 from tongyi_agent.cli.models import models_app
 from tongyi_agent.cli.prompts import prompts_app
+from tongyi_agent.cli.rollout import EPILOG as ROLLOUT_EPILOG
+from tongyi_agent.cli.rollout import rollout_command
 from tongyi_agent.config import ConfigError, Settings, load_settings
 from tongyi_agent.learn.workspace import TrainingWorkspace
 from tongyi_agent.store.prompts import PromptVersion
@@ -40,6 +42,7 @@ app = typer.Typer(cls=QuestionFirstGroup, add_completion=False, rich_markup_mode
                   pretty_exceptions_enable=False, context_settings={"help_option_names": ["-h", "--help"]})
 app.add_typer(models_app, name="models")
 app.add_typer(prompts_app, name="prompts")
+app.command("rollout", epilog=ROLLOUT_EPILOG)(rollout_command)
 
 
 class TrainingMode(StrEnum):
@@ -103,14 +106,18 @@ def main_command(
     export_format: Annotated[ExportFormat, typer.Option("--format", help=(
         "Export format: json (the guide's format), jsonl, sft (chat JSONL with tool calls), dpo (pairs)."))]
     = ExportFormat.json,
-    min_reward: Annotated[float | None, typer.Option(help="Export only runs whose target reward is at least this.")]
+    min_reward: Annotated[float | None, typer.Option(help=(
+        "Export only runs whose target reward is at least this; with --optimize --training-mode sft, "
+        "imitate only such runs (default from training_config.ini [sft])."))]
     = None,
     chunk_size: Annotated[int | None, typer.Option(min=1, help="Split the export into files of N records.")] = None,
     feedback: Annotated[tuple[str, float] | None, typer.Option(help=(
         "Rate a recorded run: RUN_ID (or a unique prefix) and a score in [0, 1] (or -1..0 for thumbs down)."))]
     = None,
     optimize: Annotated[bool, typer.Option("--optimize", help=(
-        "Improve the system prompt from --tasks or recorded runs; promote it only if it wins on held-out tasks."))]
+        "Learn from --tasks or recorded runs, by --training-mode: prompt (default) improves the system prompt, "
+        "rl refits the tool policy, sft fine-tunes the embedded model with LoRA (extra [train]). A change is "
+        "promoted only if it wins on held-out tasks."))]
     = False,
     optimize_iterations: Annotated[int | None, typer.Option(min=1, help=(
         "Candidate prompts to propose (default: [prompt_optimization] max_iterations)."))] = None,
@@ -166,7 +173,7 @@ def main_command(
     if optimize:
         raise typer.Exit(_optimize(settings, workspace, iterations=optimize_iterations, budget=budget_rollouts,
                                    reflection=reflection_model, tasks=tasks, resume=resume, seed=seed,
-                                   verbose=verbose))
+                                   verbose=verbose, min_reward=min_reward))
     recording = workspace if workspace.training.enabled else None
 
     if question is None and (interactive or sys.stdin.isatty()):
@@ -185,7 +192,8 @@ def main_command(
 
 
 def _optimize(settings: Settings, workspace: TrainingWorkspace, *, iterations: int | None, budget: int,
-              reflection: str | None, tasks: Path | None, resume: bool, seed: int, verbose: bool) -> int:
+              reflection: str | None, tasks: Path | None, resume: bool, seed: int, verbose: bool,
+              min_reward: float | None = None) -> int:
     from tongyi_agent.cli.optimize import optimize_command, print_report
     from tongyi_agent.learn.optimizer import NotEnoughTasksError
     from tongyi_agent.learn.prompt_run import OptimizeRequest
@@ -195,8 +203,8 @@ def _optimize(settings: Settings, workspace: TrainingWorkspace, *, iterations: i
 
     if workspace.training.mode == "rl":
         return _optimize_policy(settings, workspace)
-    if workspace.training.mode != "prompt":
-        raise fail(f"--optimize in {workspace.training.mode} mode is not implemented yet; prompt and rl modes are")
+    if workspace.training.mode == "sft":
+        return _optimize_sft(settings, workspace, min_reward=min_reward, tasks=tasks, resume=resume, seed=seed)
     reflection_profile = settings.profiles.get(reflection or settings.model, settings.profile)
     # Embedded models cannot rewrite a whole prompt; they can name one rule that would have helped.
     proposer = "rule" if reflection_profile.provider == "embedded" else "rewrite"
@@ -210,6 +218,29 @@ def _optimize(settings: Settings, workspace: TrainingWorkspace, *, iterations: i
     except ModelError as exc:
         raise fail(str(exc), EXIT_FAILED) from None
     print_report(out, outcome)
+    return 0
+
+
+def _optimize_sft(settings: Settings, workspace: TrainingWorkspace, *, min_reward: float | None,
+                  tasks: Path | None, resume: bool, seed: int) -> int:
+    from tongyi_agent.cli.sft import print_sft_report, sft_command, sft_request
+    from tongyi_agent.learn.gguf_lora import AdapterConversionError
+    from tongyi_agent.learn.optimizer import NotEnoughTasksError
+    from tongyi_agent.learn.sft_run import SftError
+    from tongyi_agent.learn.sft_train import TrainingUnavailableError
+    from tongyi_agent.learn.tasks import TaskFileError
+    from tongyi_agent.llm.base import ModelError
+    from tongyi_agent.store import StoreError
+
+    request = sft_request(workspace, min_reward=min_reward, tasks=tasks, seed=seed, resume=resume)
+    try:
+        report = sft_command(settings, workspace, request, err)
+    except (SftError, NotEnoughTasksError, TaskFileError, StoreError, TrainingUnavailableError,
+            AdapterConversionError, FileNotFoundError) as exc:
+        raise fail(str(exc.args[0]) if exc.args else str(exc)) from None
+    except ModelError as exc:
+        raise fail(str(exc), EXIT_FAILED) from None
+    print_sft_report(out, report)
     return 0
 
 

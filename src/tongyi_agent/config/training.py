@@ -26,6 +26,7 @@ __all__ = [
     "OptimizationScheduleSettings",
     "PerformanceMetricsSettings",
     "PromptOptimizationSettings",
+    "SftSettings",
     "TrainingConfig",
     "TrainingSettings",
     "load_training_config",
@@ -99,6 +100,16 @@ class ToolPolicySettings(_Section):
     cost_weight: float = Field(0.0, ge=0, le=1, description="How much model calls, tokens and seconds cost.")
 
 
+class SftSettings(_Section):
+    min_reward: float = Field(0.8, ge=0, le=1, description="Runs imitated need at least this target reward.")
+    rank: int = Field(16, gt=0, description="LoRA rank.")
+    alpha: int = Field(32, gt=0, description="LoRA alpha (scale = alpha / rank).")
+    epochs: float = Field(2.0, gt=0, description="Passes over the examples.")
+    learning_rate: float = Field(2e-4, gt=0, lt=1)
+    max_length: int = Field(2048, gt=0, description="Tokens per example; longer ones are truncated.")
+    target_modules: str = Field("q_proj,k_proj,v_proj,o_proj", description="Comma-separated layers to adapt.")
+
+
 SECTIONS: dict[str, type[_Section]] = {
     "training": TrainingSettings,
     "prompt_optimization": PromptOptimizationSettings,
@@ -106,6 +117,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "experiments": ExperimentsSettings,
     "optimization_schedule": OptimizationScheduleSettings,
     "tool_policy": ToolPolicySettings,
+    "sft": SftSettings,
 }
 
 
@@ -120,6 +132,7 @@ class TrainingConfig(BaseModel):
     experiments: ExperimentsSettings = Field(default_factory=ExperimentsSettings)
     optimization_schedule: OptimizationScheduleSettings = Field(default_factory=OptimizationScheduleSettings)
     tool_policy: ToolPolicySettings = Field(default_factory=ToolPolicySettings)
+    sft: SftSettings = Field(default_factory=SftSettings)
     files: list[Path] = Field(default_factory=list)
 
     @property

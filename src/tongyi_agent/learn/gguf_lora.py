@@ -107,7 +107,7 @@ def read_gguf_lora(path: Path) -> GgufLora:
     from gguf import GGUFReader
 
     reader = GGUFReader(path)
-    if _string_field(reader, "general.type") != "adapter" or _string_field(reader, "adapter.type") != "lora":
+    if _string_field(reader, "general.type", "") != "adapter" or _string_field(reader, "adapter.type", "") != "lora":
         raise AdapterConversionError(f"{path} is not a GGUF LoRA adapter")
     alpha = float(reader.fields["adapter.lora.alpha"].parts[-1][0])
     tensors = {t.name: np.array(t.data, dtype=np.float32).reshape(tuple(reversed([int(d) for d in t.shape])))
@@ -150,8 +150,10 @@ def _check_shapes(tensors: dict[str, np.ndarray], base: BaseModelInfo) -> None:
                 f"{weight}: adapter shapes A{a.shape} B{b.shape} do not fit the base ({out_features}x{in_features})")
 
 
-def _string_field(reader: object, key: str) -> str:
+def _string_field(reader: object, key: str, default: str | None = None) -> str:
     field = reader.fields.get(key)  # type: ignore[attr-defined]
+    if field is None and default is not None:
+        return default
     if field is None:
         raise AdapterConversionError(f"GGUF key {key} missing")
     return bytes(field.parts[field.data[0]]).decode("utf-8")

@@ -7,9 +7,10 @@ completion, so training teaches the model to write what the good runs wrote at e
 loss falls on the reply only (TRL's conversational prompt-completion format).
 
 Only runs worth imitating are used: successful, with a target reward of at least ``min_reward``, at
-least one tool call, and every cited claim verified against a tool result (``verification_rate`` 1
-with some evidence). Calls answered with native tool calls are skipped: the embedded models speak a
-text protocol, and training them on another would teach them a format they are never shown.
+least one tool call, every cited claim verified against a tool result (``verification_rate`` 1
+with some evidence), and a correct answer when the run was a task with a known answer. Calls
+answered with native tool calls are skipped: the embedded models speak a text protocol, and
+training them on another would teach them a format they are never shown.
 """
 
 from __future__ import annotations
@@ -82,6 +83,9 @@ def rejection_reason(run: RunRecord, min_reward: float, reward_name: str | None 
     reward = run.reward(reward_name)
     if reward is None or reward < min_reward:
         return f"reward below {min_reward:g}"
+    task = [r.value for r in run.rewards if r.name == "task" and r.value is not None]
+    if task and min(task) < 1.0:
+        return "wrong answer to its task"
     if run.tool_calls == 0:
         return "answered without looking anything up"
     evidence = run.metadata.get("evidence") or []

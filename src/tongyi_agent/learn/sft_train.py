@@ -123,7 +123,7 @@ def seconds_per_token(model: Any, tokens: int = 256) -> float:
     """Time one forward and backward pass on ``tokens`` tokens: the basis of the time estimate."""
     import torch
 
-    ids = torch.randint(0, 1000, (1, tokens), device=model.device)
+    ids = torch.randint(0, min(1000, model.config.vocab_size), (1, tokens), device=model.device)
     start = time.perf_counter()
     model(input_ids=ids, labels=ids).loss.backward()
     model.zero_grad(set_to_none=True)
