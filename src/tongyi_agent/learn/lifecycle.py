@@ -8,6 +8,7 @@ after: the tool policy learns from the run's reward (rl mode), a finished experi
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,9 +45,13 @@ class RunPlan:
 
 
 class Lifecycle:
-    def __init__(self, workspace: TrainingWorkspace, store: TrajectoryStore) -> None:
+    def __init__(self, workspace: TrainingWorkspace, store: TrajectoryStore, *,
+                 rng: random.Random | None = None) -> None:
+        """``rng`` drives the tool policy's random choices; None (the product) is unseeded, since
+        every CLI call is a new process; tests and benchmarks pass a seeded one to be repeatable."""
         self.workspace = workspace
         self.store = store
+        self.rng = rng
         training = workspace.training
         self.experiments = ExperimentManager(store, training.experiments, workspace.target)
         self._arms: list[PolicyArm] = []
@@ -81,7 +86,7 @@ class Lifecycle:
     def _policies(self) -> PolicyStore:
         settings = self.workspace.training.tool_policy
         return PolicyStore(self.store, kind=settings.policy, exploration=settings.exploration,
-                           epsilon=settings.epsilon)
+                           epsilon=settings.epsilon, rng=self.rng)
 
     def after_run(self, recorded: RecordedRun | None = None) -> list[str]:
         """Learn from the run (rl mode), conclude a finished experiment and honour the schedule;

@@ -14,7 +14,8 @@ with prior ``N(0, I/ridge)``). They differ only in how they explore:
 * :class:`ThompsonPolicy` — posterior sampling: score = one draw of the predicted reward from
   ``N(θᵀx, v² xᵀA⁻¹x)``.
 
-Both add an ``epsilon`` floor (a uniformly random arm with that probability), so an arm that looked
+While exploring, both try every arm once before trusting the regression (see ``choose``), and both
+add an ``epsilon`` floor (a uniformly random arm with that probability), so an arm that looked
 bad early is still revisited now and then when the questions drift. All randomness comes from one
 injected :class:`random.Random` (as gepa's strategies do): tests seed it; production leaves it
 unseeded, because every CLI call is a new process and a fixed seed would make them all take the same
@@ -318,11 +319,18 @@ class _LinearPolicy:
     def choose(self, x: Vector) -> PolicyArm:
         """The arm to use for context ``x``: a random one with probability ``epsilon``, else the best score.
 
-        Ties (e.g. every arm untried) are broken at random, so a fresh policy does not always start
-        with the first arm."""
+        While exploring (exploration rate > 0), an arm never pulled is tried before any score is
+        trusted: the prior predicts a reward of 0, and rewards sit near 1, so after one good run the
+        first arm's prediction outscores all the optimism an untried arm gets and LinUCB kept
+        choosing it (8 early runs, one arm). A greedy policy (exploration 0) skips this warm-up, so it
+        only ever exploits. Ties (e.g. every arm untried) are broken at random, so a fresh policy does
+        not always start with the first arm."""
         v = self._vector(x)
         if self.epsilon > 0 and self.rng.random() < self.epsilon:
             return self.rng.choice(self.arms)
+        untried = [a for a in self.arms if self._stats[a.name].pulls == 0] if self.exploration > 0 else []
+        if untried:
+            return self.rng.choice(untried)
         scores = [self._score(self._stats[a.name], v) for a in self.arms]
         best = max(scores)
         tied = [a for a, s in zip(self.arms, scores, strict=True) if s >= best - 1e-12]
@@ -477,6 +485,16 @@ def make_policy(kind: PolicyKind, arms: Sequence[PolicyArm], dim: int = FEATURE_
     return POLICIES[kind](arms, dim, exploration, epsilon=epsilon, rng=rng)
 
 
+def greedy(policy: ToolPolicy) -> ToolPolicy:
+    """A copy of ``policy`` that only exploits: same statistics, exploration and epsilon 0.
+
+    For evaluation: what the policy has learned, without the random and optimistic choices that
+    training needs (and that would blur a comparison against a fixed set-up). The copy's RNG is
+    seeded, since it is only used to break exact ties."""
+    data = {**policy.to_dict(), "exploration": 0.0, "epsilon": 0.0}
+    return type(policy).from_dict(data, rng=random.Random(0))
+
+
 # -- persistence ---------------------------------------------------------------------------------
 
 
@@ -594,6 +612,7 @@ __all__ = [
     "batch_update",
     "default_arms",
     "features",
+    "greedy",
     "make_policy",
     "policy_reward",
     "root_stats",
