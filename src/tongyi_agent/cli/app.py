@@ -66,7 +66,8 @@ def _version(value: bool) -> None:
 
 @app.command("ask", hidden=True, epilog=(
     "More: tongyi-cli models list|info|set|test manages model profiles; tongyi-cli prompts "
-    "list|show|diff|activate|rollback|add manages prompt versions (each has --help)."))
+    "list|show|diff|activate|rollback|add manages prompt versions; tongyi-cli rollout runs one task for "
+    "Agent Lightning (each has --help)."))
 def main_command(
     question: Annotated[str | None, typer.Argument(
         help="The question to answer. Omit it to open an interactive session, or pipe it on stdin.")] = None,
