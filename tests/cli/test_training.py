@@ -280,3 +280,21 @@ def test_recorded_runs_are_exported_to_an_otlp_collector(runner: CliRunner, proj
         request = ExportTraceServiceRequest.FromString(body)
         names |= {s.name for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans}
     assert names == {"invoke_agent tongyi-agent", "chat fake", "execute_tool search_files"}
+
+
+def test_training_stats_show_the_last_fine_tuning_run(runner: CliRunner, project: Path,
+                                                      openai_server: FakeOpenAIServer) -> None:
+    from tongyi_agent.store import TrajectoryStore
+
+    _record_three(runner, openai_server, project)
+    report = {"examples": 12, "base_scores": [0.0, 1.0, 0.0, 0.0], "adapter_scores": [1.0, 1.0, 0.0, 1.0],
+              "promoted": True, "promoted_profile": "local-small-sft"}
+    with TrajectoryStore(project / ".tongyi_training" / "trajectories.sqlite") as store:
+        store.set_meta("sft.run", json.dumps({"id": "sft-1234", "status": "done", "profile": "local-small",
+                                              "report": report}))
+    shown = runner.invoke(app, ["--root", str(project), "--training-stats"])
+    assert shown.exit_code == 0, shown.output
+    assert ("Last fine-tuning sft-1234 (local-small): done; 12 examples; held-out test 0.250 -> 0.750; "
+            "promoted as local-small-sft") in " ".join(shown.stdout.split())
+    data = json.loads(runner.invoke(app, ["--root", str(project), "--training-stats", "--json"]).stdout)
+    assert data["fine_tuning"]["id"] == "sft-1234"

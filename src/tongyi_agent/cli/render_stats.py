@@ -69,6 +69,16 @@ def print_learning(console: Console, stats: dict[str, Any]) -> None:
             line += (f"; held-out test {report['seed_test']:.3f} -> {report['best_test']:.3f}; "
                      f"{'promoted' if report['promoted'] else 'not promoted'} ({report['decision']})")
         console.print(line)
+    tuning = stats.get("fine_tuning")
+    if tuning:
+        report = tuning.get("report") or {}
+        line = f"Last fine-tuning {tuning['id']} ({tuning.get('profile', '?')}): {tuning['status']}"
+        if report:
+            base, tuned = report["base_scores"], report["adapter_scores"]
+            line += (f"; {report['examples']} examples; held-out test {sum(base) / max(1, len(base)):.3f} -> "
+                     f"{sum(tuned) / max(1, len(tuned)):.3f}; "
+                     f"{'promoted as ' + str(report['promoted_profile']) if report['promoted'] else 'not promoted'}")
+        console.print(line)
     experiment = stats.get("experiment") or {}
     current = experiment.get("current")
     if current:

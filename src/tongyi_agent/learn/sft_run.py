@@ -166,7 +166,7 @@ def _run(workspace: TrainingWorkspace, settings: Settings, request: SftRequest, 
         report.adapter_path, report.promoted_profile = _promote(settings, profile, adapter_gguf, workspace, report)
     with workspace.open_store() as store:
         store.set_meta(RUN_META, json.dumps({"id": run_id, "status": "done", "finished_at": time.time(),
-                                             "report": _jsonable(report)}))
+                                             "profile": profile.name, "report": _jsonable(report)}))
     return report
 
 

@@ -68,6 +68,7 @@ class TrainingWorkspace:
         current = experiments.current()
         history = experiments.history()
         stats["prompt_optimization"] = json.loads(store.get_meta("optimizer.run") or "null")
+        stats["fine_tuning"] = json.loads(store.get_meta("sft.run") or "null")  # written by sft_run
         stats["experiment"] = {
             "current": asdict(current) if current else None,
             "arms": experiments.arm_stats() if current else {},
