@@ -68,6 +68,19 @@ def record_teacher_runs(project: Path, teacher: str, worlds: list[tuple[Path, li
     return dict(tally)
 
 
+def balanced(tasks: list, count: int) -> list:
+    """Up to ``count`` tasks taking each kind in turn, so no kind of question dominates the verdict."""
+    by_kind: dict[str, list] = defaultdict(list)
+    for task in sorted(tasks, key=lambda t: (t.split != "test", t.id)):
+        by_kind[task.kind].append(task)
+    picked: list = []
+    while len(picked) < count and any(by_kind.values()):
+        for kind in sorted(by_kind):
+            if by_kind[kind] and len(picked) < count:
+                picked.append(by_kind[kind].pop(0))
+    return picked
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train-seeds", default="1,2", help="research worlds to record training runs in")
@@ -92,8 +105,7 @@ def main() -> None:
         worlds.append((root, generate_world(seed, root)))
     eval_root = project / f"world{args.eval_seed}"
     eval_tasks = generate_world(args.eval_seed, eval_root)
-    # Every kind of question, a few of each, all held out.
-    eval_tasks = sorted(eval_tasks, key=lambda t: (t.split != "test", t.id))[: args.eval_tasks]
+    eval_tasks = balanced(eval_tasks, args.eval_tasks)
     for task in eval_tasks:
         task.split = "test"
     tasks_file = project / "heldout.jsonl"
