@@ -194,8 +194,10 @@ class PolicyBench:
     def _outcome(self, task: BenchTask, arm: str, recorded: RecordedRun) -> Outcome:
         result = recorded.result
         tokens = result.usage.total_tokens
-        reward = policy_reward(recorded.reward, result.model_calls, tokens, result.seconds, self.options.cost_weight)
-        return Outcome(task.kind, arm, (task_reward(result, task.answer, task.answer_regex) or 0.0) >= 1.0,
+        # What the policy learns from (tool_policy.run_quality): every benchmark task has a known answer.
+        correct = task_reward(result, task.answer, task.answer_regex) or 0.0
+        reward = policy_reward(correct, result.model_calls, tokens, result.seconds, self.options.cost_weight)
+        return Outcome(task.kind, arm, correct >= 1.0,
                        any(s.path in task.files for s in result.sources), result.model_calls, tokens,
                        result.seconds, reward)
 
@@ -309,7 +311,7 @@ def format_report(report: Report) -> list[str]:
     lines = [f"Tool-policy benchmark: model {report.model}, {len(report.training)} training runs over "
              f"{report.n_train} train questions, {n_test} held-out questions ({len(KINDS)} kinds), seed {o.seed}",
              f"policy {o.policy} (exploration {o.exploration}, epsilon {o.epsilon} in training; greedy in the "
-             f"evaluation); reward = {o.target} − {o.cost_weight} × cost",
+             f"evaluation); reward = task correctness (known answers; else {o.target}) − {o.cost_weight} × cost",
              *(f"{phase}: {minutes:.1f} min" for phase, minutes in report.minutes.items()), ""]
     lines += _table(report.summaries)
     lines += ["", f"verdict: {verdict(report.summaries[FIXED], report.summaries[LEARNED])}", ""]

@@ -28,6 +28,7 @@ from tongyi_agent.learn.tool_policy import (
     policy_reward,
     root_stats,
     run_policy_metadata,
+    run_quality,
 )
 from tongyi_agent.store import RewardRecord, RunRecord, TrajectoryStore
 from tongyi_agent.tools import FILE_TOOLS
@@ -341,3 +342,17 @@ def test_batch_update_replays_recorded_runs(tmp_path: Path) -> None:
         assert penalised["compute"]["mean_reward"] < 0.9
         PolicyStore(store).save(policy)
         assert PolicyStore(store).load(ARMS).summary() == policy.summary()
+
+
+def test_a_known_answer_outranks_the_target_reward(tmp_path: Path) -> None:
+    """A cited but wrong answer scores well on response_quality; the task reward says it was wrong."""
+    x = CONTEXTS[0][0]
+    with TrajectoryStore(tmp_path / "t.sqlite") as store:
+        wrong = record(store, run_policy_metadata(ARMS[0], x), 0.9, started_at=1.0)
+        store.add_reward(wrong, RewardRecord("task", 0.0, "task"))
+        unknown = record(store, run_policy_metadata(ARMS[0], x), 0.9, started_at=2.0)
+        assert run_quality(store.get_run(wrong), "response_quality") == 0.0
+        assert run_quality(store.get_run(unknown), "response_quality") == 0.9
+        policy = LinUCBPolicy(ARMS, FEATURE_DIM, epsilon=0.0, rng=random.Random(0))
+        assert batch_update(store, policy, "response_quality") == 2
+        assert {r["arm"]: r["mean_reward"] for r in policy.summary()}[ARMS[0].name] == pytest.approx(0.45)

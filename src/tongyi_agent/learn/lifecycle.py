@@ -26,6 +26,7 @@ from tongyi_agent.learn.tool_policy import (
     policy_reward,
     root_stats,
     run_policy_metadata,
+    run_quality,
 )
 from tongyi_agent.learn.workspace import TrainingWorkspace
 from tongyi_agent.store import TrajectoryStore, new_run_id
@@ -95,7 +96,7 @@ class Lifecycle:
         run = self.store.get_run(recorded.run_id) if recorded is not None else None
         if run is not None and "policy_arm" in run.metadata and self._arms:
             weight = self.workspace.training.tool_policy.cost_weight
-            reward = policy_reward(run.reward(self.workspace.target), run.model_calls,
+            reward = policy_reward(run_quality(run, self.workspace.target), run.model_calls,
                                    run.input_tokens + run.output_tokens, run.seconds, weight)
             self._policies().update(self._arms, run.metadata["policy_arm"],
                                     np.asarray(run.metadata["policy_features"]), reward)

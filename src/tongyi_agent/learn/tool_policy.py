@@ -41,7 +41,7 @@ from typing import Any, ClassVar, Literal, Protocol, Self, runtime_checkable
 
 import numpy as np
 
-from tongyi_agent.store import TrajectoryStore
+from tongyi_agent.store import RunRecord, TrajectoryStore
 from tongyi_agent.tools.walk import SKIP_DIRS
 
 POLICY_KEY = "tool_policy"  # meta key of the stored policy (JSON)
@@ -568,15 +568,26 @@ def run_policy_metadata(arm: PolicyArm, x: Vector) -> dict[str, Any]:
     return {ARM_KEY: arm.name, FEATURES_KEY: [float(f) for f in np.asarray(x, dtype=float).reshape(-1)]}
 
 
+def run_quality(run: RunRecord, target: str | None) -> float | None:
+    """The quality the policy learns from: the ``task`` reward when the run's correct answer was
+    known (a task file, a rollout, a benchmark), else the configured ``target`` reward.
+
+    Correctness, when known, is the signal every target only approximates; without it a policy
+    rewarded on ``response_quality`` cannot tell a cited wrong answer from a cited right one."""
+    task = [r.value for r in run.rewards if r.name == "task" and r.value is not None]
+    return sum(task) / len(task) if task else run.reward(target)
+
+
 def batch_update(store: TrajectoryStore, policy: ToolPolicy, target: str | None = None,
                  cost_weight: float = 0.0) -> int:  # fmt: skip
     """Rebuild ``policy`` from every recorded run that carries :data:`ARM_KEY` and :data:`FEATURES_KEY`.
 
     The policy is reset first and the runs are replayed oldest first, so calling this twice gives
     the same state (no run counts twice, including ones already applied online). Each run's reward
-    is :func:`policy_reward` of its ``target`` reward (``RunRecord.reward(target)``; all rewards'
-    mean when None) and its cost. Runs for arms the policy no longer has, or whose features have
-    another length, are skipped. Returns how many runs were used; the caller saves the policy.
+    is :func:`policy_reward` of its :func:`run_quality` (the task reward when known, else the
+    ``target`` reward; all rewards' mean when None) and its cost. Runs for arms the policy no
+    longer has, or whose features have another length, are skipped. Returns how many runs were
+    used; the caller saves the policy.
     """
     policy.reset()
     names = {a.name for a in policy.arms}
@@ -585,7 +596,7 @@ def batch_update(store: TrajectoryStore, policy: ToolPolicy, target: str | None 
         arm, x = run.metadata.get(ARM_KEY), run.metadata.get(FEATURES_KEY)
         if arm not in names or not _is_vector(x, policy.dim):
             continue
-        reward = policy_reward(run.reward(target), run.model_calls, run.input_tokens + run.output_tokens,
+        reward = policy_reward(run_quality(run, target), run.model_calls, run.input_tokens + run.output_tokens,
                                run.seconds, cost_weight)  # fmt: skip
         policy.update(str(arm), x, reward)
         used += 1
@@ -617,4 +628,5 @@ __all__ = [
     "policy_reward",
     "root_stats",
     "run_policy_metadata",
+    "run_quality",
 ]
