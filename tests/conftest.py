@@ -29,3 +29,14 @@ def isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: py
                  "TONGYI_TRAINING_MODE", "TONGYI_TRAINING_PATH"):
         monkeypatch.delenv(name, raising=False)
     return home
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A small project folder: one service document with a port, and one file without."""
+    root = tmp_path / "project"
+    (root / "services").mkdir(parents=True)
+    (root / "services" / "billing.md").write_text(
+        "# Billing\n\nThe billing service listens on port 8443.\nOwner: payments team.\n")
+    (root / "notes.txt").write_text("Nothing about ports here.\n")
+    return root

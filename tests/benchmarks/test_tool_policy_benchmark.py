@@ -115,6 +115,7 @@ def test_benchmark_trains_from_real_runs_and_reports_side_by_side(tasks: list, t
     text = "\n".join(tp.format_report(report))
     for expected in ("24 training runs", f"{len(test)} held-out questions", "accuracy", "cited", "calls/q",
                      "tokens/q", "s/q", "ratio policy/default", "verdict: ", "arms chosen on held-out questions",
-                     "arms chosen in training", "arm pulls after training", "reward = task correctness (known answers; else response_quality) − 0.2"):
+                     "arms chosen in training", "arm pulls after training",
+                     "reward = task correctness (known answers; else response_quality) − 0.2"):
         assert expected in text
     assert ("verdict: lower cost" in text) != ("verdict: did not" in text)

@@ -159,15 +159,6 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         server.stop()
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    root = tmp_path / "project"
-    (root / "services").mkdir(parents=True)
-    (root / "services" / "billing.md").write_text(
-        "# Billing\n\nThe billing service listens on port 8443.\nOwner: payments team.\n")
-    return root
-
-
 def _rollout_cli(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "tongyi_agent", "rollout", *args], capture_output=True, text=True,
                           timeout=ROLLOUT_SECONDS, cwd=cwd, env={**os.environ, **env})

@@ -237,15 +237,6 @@ def project_settings(project: Path) -> Any:
 # -- `tongyi-cli rollout` against loopback fakes ----------------------------------------------------------
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    root = tmp_path / "project"
-    (root / "services").mkdir(parents=True)
-    (root / "services" / "billing.md").write_text(
-        "# Billing\n\nThe billing service listens on port 8443.\nOwner: payments team.\n")
-    return root
-
-
 def _gateway_env(monkeypatch: pytest.MonkeyPatch, model: FakeOpenAIServer, sink: EventSink, task: Any) -> None:
     monkeypatch.setenv("AGL_OPENAI_BASE_URL", model.base_url)
     monkeypatch.setenv("AGL_EVENT_URL", sink.url)
