@@ -107,6 +107,30 @@ def test_sft_mode_says_what_is_missing_when_no_run_is_worth_imitating(runner: Cl
     assert "skipped: 1 " in result.stderr, result.stderr
 
 
+def test_grpo_refuses_an_api_model_before_doing_anything(runner: CliRunner, project: Path,
+                                                        openai_server: FakeOpenAIServer) -> None:
+    tasks = _setup(project, openai_server)
+    result = runner.invoke(app, ["--root", str(project), "--optimize", "--training-mode", "rl", "--grpo",
+                                 "--tasks", str(tasks)])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.strip().endswith("GRPO trains open weights: profile fake is openai; choose an embedded "
+                                          "profile such as --model local-small")
+    wrong_mode = runner.invoke(app, ["--root", str(project), "--optimize", "--grpo", "--tasks", str(tasks)])
+    assert wrong_mode.exit_code == 2 and "--grpo trains in rl mode" in wrong_mode.stderr
+
+
+def test_grpo_refits_the_policy_then_says_which_runs_it_lacks(runner: CliRunner, project: Path,
+                                                              openai_server: FakeOpenAIServer) -> None:
+    tasks = _setup(project, openai_server)
+    # One recorded run, answered without any tool call: no evidence to train the answering step on.
+    assert runner.invoke(app, ["--root", str(project), "--train", "What is the code of item 3?"]).exit_code == 0
+    result = runner.invoke(app, ["--root", str(project), "--model", "local", "--optimize", "--training-mode", "rl",
+                                 "--grpo", "--tasks", str(tasks)])
+    assert result.exit_code == 2, result.output
+    assert "Tool policy (linucb) refitted" in result.stdout
+    assert "no recorded run of the" in result.stderr and "training tasks with a known answer" in result.stderr
+
+
 def test_resume_after_a_kill_finishes_the_interrupted_run(runner: CliRunner, project: Path,
                                                           openai_server: FakeOpenAIServer) -> None:
     import os

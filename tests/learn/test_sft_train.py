@@ -1,7 +1,6 @@
 """LoRA training with TRL on a tiny random Qwen2, then the adapter converted to GGUF and read back.
 
-The tiny model has the real architecture (so the PEFT → GGUF name map is exercised end to end) but a
-word-level vocabulary built here, so the test needs no downloaded weights and runs in seconds.
+The tiny model and tokenizer (tests/learn/tiny_lm.py) need no downloaded weights; training takes seconds.
 """
 
 from __future__ import annotations
@@ -14,7 +13,8 @@ import pytest
 pytest.importorskip("trl")
 torch = pytest.importorskip("torch")
 
-from tongyi_agent.learn.gguf_lora import BaseModelInfo, convert_peft_adapter, read_gguf_lora  # noqa: E402
+from tests.learn.tiny_lm import base_info, tiny_model, tiny_tokenizer  # noqa: E402
+from tongyi_agent.learn.gguf_lora import convert_peft_adapter, read_gguf_lora  # noqa: E402
 from tongyi_agent.learn.sft_train import (  # noqa: E402
     LoraSettings,
     count_tokens,
@@ -25,35 +25,6 @@ from tongyi_agent.learn.sft_train import (  # noqa: E402
     with_lora,
 )
 
-WORDS = ["which", "port", "does", "billing", "use", "?", "the", "answer", "is", "9090", "search", "first",
-         "you", "are", "careful", "system", "user", "assistant"]
-TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m.role }} {{ m.content }}<|im_end|> {% endfor %}"
-            "{% if add_generation_prompt %}<|im_start|>assistant {% endif %}")
-
-
-def _tokenizer() -> object:
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>"]
-    vocab = {w: i for i, w in enumerate(specials + WORDS)}
-    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", unk_token="<unk>",
-                                        eos_token="<|im_end|>", additional_special_tokens=specials[2:])
-    tokenizer.chat_template = TEMPLATE
-    return tokenizer
-
-
-def _tiny_model(vocab_size: int) -> object:
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    torch.manual_seed(0)
-    config = Qwen2Config(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                         tie_word_embeddings=True)
-    return Qwen2ForCausalLM(config)
-
 
 def _rows() -> list[dict]:
     prompt = [{"role": "system", "content": "you are careful"},
@@ -61,24 +32,10 @@ def _rows() -> list[dict]:
     return [{"prompt": prompt, "completion": [{"role": "assistant", "content": "the answer is 9090"}]}] * 4
 
 
-def _base_info(model: object) -> BaseModelInfo:
-    """What base_model_info reads from a GGUF, taken from the tiny model's own linear layers."""
-    import gguf
-
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.QWEN2, 2)
-    shapes = {}
-    for name, module in model.named_modules():  # type: ignore[attr-defined]
-        if isinstance(module, torch.nn.Linear):
-            gguf_name = names.get_name(name + ".weight", try_suffixes=(".weight",))
-            if gguf_name:
-                shapes[gguf_name] = (module.in_features, module.out_features)
-    return BaseModelInfo("qwen2", 2, shapes)
-
-
 def test_lora_training_learns_the_completion_and_converts_to_gguf(tmp_path: Path) -> None:
-    tokenizer = _tokenizer()
-    model = _tiny_model(len(tokenizer))
-    info = _base_info(model)
+    tokenizer = tiny_tokenizer()
+    model = tiny_model(len(tokenizer))
+    info = base_info(model)
     settings = LoraSettings(rank=4, alpha=8, epochs=5, learning_rate=5e-2, max_length=64, save_steps=100)
     peft_model = with_lora(model, settings)
     rows = _rows()
@@ -104,20 +61,20 @@ def test_lora_training_learns_the_completion_and_converts_to_gguf(tmp_path: Path
 
 
 def test_resume_without_a_checkpoint_is_an_error(tmp_path: Path) -> None:
-    tokenizer = _tokenizer()
-    peft_model = with_lora(_tiny_model(len(tokenizer)), LoraSettings(rank=2, alpha=4))
+    tokenizer = tiny_tokenizer()
+    peft_model = with_lora(tiny_model(len(tokenizer)), LoraSettings(rank=2, alpha=4))
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         train_lora(peft_model, tokenizer, _rows(), tmp_path / "work", LoraSettings(), resume=True)
 
 
 def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
-    tokenizer = _tokenizer()
+    tokenizer = tiny_tokenizer()
     settings = LoraSettings(rank=2, alpha=4, epochs=1, learning_rate=1e-2, max_length=64, save_steps=2)
-    first = train_lora(with_lora(_tiny_model(len(tokenizer)), settings), tokenizer, _rows(), tmp_path / "w", settings)
+    first = train_lora(with_lora(tiny_model(len(tokenizer)), settings), tokenizer, _rows(), tmp_path / "w", settings)
     assert first.steps == 4 and (tmp_path / "w" / "checkpoints" / "checkpoint-4").is_dir()
     longer = LoraSettings(rank=2, alpha=4, epochs=2, learning_rate=1e-2, max_length=64, save_steps=2)
     steps: list[int] = []
-    second = train_lora(with_lora(_tiny_model(len(tokenizer)), longer), tokenizer, _rows(), tmp_path / "w", longer,
+    second = train_lora(with_lora(tiny_model(len(tokenizer)), longer), tokenizer, _rows(), tmp_path / "w", longer,
                         resume=True, on_progress=lambda step, _t, _l: steps.append(step))
     assert second.resumed_from and second.resumed_from.endswith("checkpoint-4")
     assert steps == [5, 6, 7, 8]  # only the steps the first run had not done

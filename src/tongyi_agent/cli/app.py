@@ -128,6 +128,10 @@ def main_command(
         "Profile of the model that proposes new prompts (default: the agent's model)."))] = None,
     tasks: Annotated[Path | None, typer.Option(help=(
         "Task file (JSONL: question, answer or answer_regex, root, sources) to optimize on."))] = None,
+    grpo: Annotated[bool, typer.Option("--grpo", help=(
+        "With --optimize --training-mode rl on an embedded model: after refitting the tool policy, also train "
+        "the model's weights with GRPO on recorded runs of --tasks questions (extra [train])."))] = False,
+    grpo_steps: Annotated[int | None, typer.Option(min=1, help="GRPO steps (default: [grpo] steps).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted optimization run.")] = False,
     seed: Annotated[int, typer.Option(help="Seed for the task split and the search.")] = 0,
     reset_training: Annotated[bool, typer.Option("--reset-training", help="Delete all recorded runs (asks first).")]
@@ -174,7 +178,7 @@ def main_command(
     if optimize:
         raise typer.Exit(_optimize(settings, workspace, iterations=optimize_iterations, budget=budget_rollouts,
                                    reflection=reflection_model, tasks=tasks, resume=resume, seed=seed,
-                                   verbose=verbose, min_reward=min_reward))
+                                   verbose=verbose, min_reward=min_reward, grpo=grpo, grpo_steps=grpo_steps))
     recording = workspace if workspace.training.enabled else None
 
     if question is None and (interactive or sys.stdin.isatty()):
@@ -194,7 +198,7 @@ def main_command(
 
 def _optimize(settings: Settings, workspace: TrainingWorkspace, *, iterations: int | None, budget: int,
               reflection: str | None, tasks: Path | None, resume: bool, seed: int, verbose: bool,
-              min_reward: float | None = None) -> int:
+              min_reward: float | None = None, grpo: bool = False, grpo_steps: int | None = None) -> int:
     from tongyi_agent.cli.optimize import optimize_command, print_report
     from tongyi_agent.learn.optimizer import NotEnoughTasksError
     from tongyi_agent.learn.prompt_run import OptimizeRequest
@@ -202,8 +206,11 @@ def _optimize(settings: Settings, workspace: TrainingWorkspace, *, iterations: i
     from tongyi_agent.llm.base import ModelError
     from tongyi_agent.store import StoreError
 
+    if grpo and workspace.training.mode != "rl":
+        raise fail("--grpo trains in rl mode: add --training-mode rl")
     if workspace.training.mode == "rl":
-        return _optimize_policy(settings, workspace)
+        return _optimize_policy(settings, workspace, grpo=grpo, grpo_steps=grpo_steps, tasks=tasks, resume=resume,
+                                seed=seed)
     if workspace.training.mode == "sft":
         return _optimize_sft(settings, workspace, min_reward=min_reward, tasks=tasks, resume=resume, seed=seed)
     reflection_profile = settings.profiles.get(reflection or settings.model, settings.profile)
@@ -245,10 +252,15 @@ def _optimize_sft(settings: Settings, workspace: TrainingWorkspace, *, min_rewar
     return 0
 
 
-def _optimize_policy(settings: Settings, workspace: TrainingWorkspace) -> int:
+def _optimize_policy(settings: Settings, workspace: TrainingWorkspace, *, grpo: bool = False,
+                     grpo_steps: int | None = None, tasks: Path | None = None, resume: bool = False,
+                     seed: int = 0) -> int:
+    from tongyi_agent.cli.grpo import check_grpo, optimize_grpo
     from tongyi_agent.learn.policy_run import optimize_tool_policy
     from tongyi_agent.tools import default_registry
 
+    if grpo:
+        check_grpo(settings)
     if not workspace.has_data():
         raise fail("no recorded runs to learn a tool policy from: run questions with --train --training-mode rl")
     tools = default_registry(settings.profile.tool_names()).names()
@@ -257,8 +269,11 @@ def _optimize_policy(settings: Settings, workspace: TrainingWorkspace) -> int:
     for arm in report.arms:
         mean = "—" if arm["mean_reward"] is None else f"{arm['mean_reward']:.3f}"
         out.print(f"  {arm['arm']:<14} pulls {arm['pulls']:>4}  mean reward {mean}")
-    out.print("Nothing is promoted in rl mode: the policy is used by the next runs with --training-mode rl.")
-    return 0
+    if not grpo:
+        out.print("Nothing is promoted in rl mode: the policy is used by the next runs with --training-mode rl.")
+        return 0
+    out.print("The next runs with --training-mode rl use this policy. Now GRPO on the model's weights.")
+    return optimize_grpo(settings, workspace, steps=grpo_steps, tasks=tasks, resume=resume, seed=seed)
 
 
 def _training_command(root: Path, *, training_stats: bool, as_json: bool, plot: Path | None,

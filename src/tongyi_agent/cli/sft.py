@@ -37,7 +37,7 @@ def sft_command(settings: Settings, workspace: TrainingWorkspace, request: SftRe
         return tasks[name]
 
     def on_estimate(seconds: float, steps: int) -> None:
-        console.print(f"Training {steps} steps; estimated {_duration(seconds)} on this machine "
+        console.print(f"Training {steps} steps; estimated {duration(seconds)} on this machine "
                       "(interrupt with Ctrl-C and continue later with --resume).")
 
     def on_step(step: int, total: int, loss: float | None) -> None:
@@ -60,8 +60,8 @@ def print_sft_report(console: Console, report: SftReport) -> None:
     if report.skipped:
         console.print("Runs not imitated: " + ", ".join(f"{n} {why}" for why, n in report.skipped.items()))
     if train is not None:
-        console.print(f"Trained {train.steps} steps on {train.device} in {_duration(train.seconds)} "
-                      f"(estimated {_duration(report.estimated_seconds)}), peak memory "
+        console.print(f"Trained {train.steps} steps on {train.device} in {duration(train.seconds)} "
+                      f"(estimated {duration(report.estimated_seconds)}), peak memory "
                       f"{train.peak_memory_bytes / 2**30:.1f} GiB, final loss "
                       f"{'—' if train.final_loss is None else f'{train.final_loss:.3f}'}.")
     table = Table(title=f"Held-out test ({report.test_tasks} tasks)", title_justify="left")
@@ -77,6 +77,7 @@ def print_sft_report(console: Console, report: SftReport) -> None:
         console.print(f"[yellow]Not promoted[/]: {report.decision}. The adapter is kept at {report.adapter_path}.")
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """"3 min 05 s" or "42 s": training times are read by people."""
     minutes, secs = divmod(round(seconds), 60)
     return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"

@@ -23,6 +23,7 @@ __all__ = [
     "SECTIONS",
     "TRAINING_FILE",
     "ExperimentsSettings",
+    "GrpoSettings",
     "OptimizationScheduleSettings",
     "PerformanceMetricsSettings",
     "PromptOptimizationSettings",
@@ -110,6 +111,17 @@ class SftSettings(_Section):
     target_modules: str = Field("q_proj,k_proj,v_proj,o_proj", description="Comma-separated layers to adapt.")
 
 
+class GrpoSettings(_Section):
+    steps: int = Field(3, gt=0, description="GRPO steps; each samples num_generations answers to one prompt.")
+    num_generations: int = Field(4, ge=2, description="Answers sampled per prompt (GRPO compares them).")
+    max_completion_length: int = Field(64, gt=0, description="Tokens per sampled answer.")
+    max_prompt_length: int = Field(3072, gt=0, description="Prompts longer than this (tokens) are left out.")
+    learning_rate: float = Field(1e-5, gt=0, lt=1)
+    rank: int = Field(16, gt=0, description="LoRA rank.")
+    alpha: int = Field(32, gt=0, description="LoRA alpha (scale = alpha / rank).")
+    beta: float = Field(0.0, ge=0, description="KL penalty towards the model before training (0: none).")
+
+
 SECTIONS: dict[str, type[_Section]] = {
     "training": TrainingSettings,
     "prompt_optimization": PromptOptimizationSettings,
@@ -118,6 +130,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "optimization_schedule": OptimizationScheduleSettings,
     "tool_policy": ToolPolicySettings,
     "sft": SftSettings,
+    "grpo": GrpoSettings,
 }
 
 
@@ -133,6 +146,7 @@ class TrainingConfig(BaseModel):
     optimization_schedule: OptimizationScheduleSettings = Field(default_factory=OptimizationScheduleSettings)
     tool_policy: ToolPolicySettings = Field(default_factory=ToolPolicySettings)
     sft: SftSettings = Field(default_factory=SftSettings)
+    grpo: GrpoSettings = Field(default_factory=GrpoSettings)
     files: list[Path] = Field(default_factory=list)
 
     @property

@@ -1,9 +1,9 @@
 """One SFT run end to end: data from the store, LoRA training, GGUF conversion, held-out gate, promotion.
 
 The adapter is promoted only when the embedded model *with* it beats the same model *without* it
-on the held-out test tasks (the paired rule prompt optimization uses: higher mean and more wins).
-Promotion writes a profile ``<base>-sft`` (base weights + ``lora = adapter``) into the user's
-models.ini, so the adapter is used by choosing that profile and undone by not choosing it.
+on the held-out test tasks (adapter_gate, shared with GRPO). Promotion writes a profile
+``<base>-sft`` (base weights + ``lora = adapter``) into the user's models.ini, so the adapter is
+used by choosing that profile and undone by not choosing it.
 
 Shared by ``tongyi-cli --optimize --training-mode sft`` and ``benchmarks/sft_small_model.py``.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gc
 import json
-import shutil
 import time
 import uuid
 from collections.abc import Callable
@@ -20,13 +19,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import mean
 
-from tongyi_agent.agent.factory import build_agent
-from tongyi_agent.agent.runtime import LoopRunner
 from tongyi_agent.config import Settings, user_cache_dir
-from tongyi_agent.config.profile_writer import upsert_profile
-from tongyi_agent.config.profiles import ModelProfile
+from tongyi_agent.learn.adapter_gate import gate_adapter, promote_adapter
 from tongyi_agent.learn.gguf_lora import base_model_info, convert_peft_adapter
-from tongyi_agent.learn.optimizer import AgentRunner, Budget, NotEnoughTasksError, Scorer, paired_decision
+from tongyi_agent.learn.optimizer import NotEnoughTasksError
 from tongyi_agent.learn.prompt_run import gather_tasks
 from tongyi_agent.learn.schedule import OptimizationLock
 from tongyi_agent.learn.sft_data import build_sft_dataset, write_jsonl
@@ -42,7 +38,7 @@ from tongyi_agent.learn.sft_train import (
     train_lora,
     with_lora,
 )
-from tongyi_agent.learn.tasks import Task, split_tasks
+from tongyi_agent.learn.tasks import split_tasks
 from tongyi_agent.learn.workspace import TrainingWorkspace
 from tongyi_agent.llm.weights import WEIGHT_SETS, ensure_weights
 from tongyi_agent.store import StoreError
@@ -155,53 +151,18 @@ def _run(workspace: TrainingWorkspace, settings: Settings, request: SftRequest, 
     events.on_stage("converting the adapter to GGUF")
     adapter_gguf = work_dir / "adapter.gguf"
     convert_peft_adapter(outcome.adapter_dir, adapter_gguf, base_model_info(base_gguf))
-    tuned = profile.model_copy(update={"lora": adapter_gguf})
-    base_scores = _evaluate(settings, profile, test, workspace, lambda d, n: events.on_eval("base", d, n))
-    adapter_scores = _evaluate(settings, tuned, test, workspace, lambda d, n: events.on_eval("adapter", d, n))
-    promoted, _, _, decision = paired_decision(base_scores, adapter_scores)
+    gate = gate_adapter(settings, profile, adapter_gguf, test, workspace, events.on_eval)
     report = SftReport(run_id, profile.name, dataset.runs_used, len(rows), dict(dataset.skipped), sum(tokens),
-                       estimated, outcome, len(test), base_scores, adapter_scores, promoted, decision,
-                       str(adapter_gguf))
-    if promoted:
-        report.adapter_path, report.promoted_profile = _promote(settings, profile, adapter_gguf, workspace, report)
+                       estimated, outcome, len(test), gate.base_scores, gate.adapter_scores, gate.promoted,
+                       gate.decision, str(adapter_gguf))
+    if gate.promoted:
+        report.adapter_path, report.promoted_profile = promote_adapter(
+            settings, profile, adapter_gguf, suffix="sft", run_id=run_id, decision=gate.decision,
+            how=f"SFT run {run_id}", command="tongyi-cli --optimize --training-mode sft")
     with workspace.open_store() as store:
         store.set_meta(RUN_META, json.dumps({"id": run_id, "status": "done", "finished_at": time.time(),
                                              "profile": profile.name, "report": _jsonable(report)}))
     return report
-
-
-def _evaluate(settings: Settings, profile: ModelProfile, tasks: list[Task], workspace: TrainingWorkspace,
-              on_done: Callable[[int, int], None]) -> list[float]:
-    agent = build_agent(settings.model_copy(update={"profile": profile}))
-    active = workspace.active_prompt()  # both arms answer with the prompt users get today
-    instructions = active.components["system"] if active else agent.spec.instructions
-    scorer = Scorer(workspace.target, workspace.training.performance_metrics.max_response_time)
-    loop = LoopRunner()
-    runner = AgentRunner(agent, scorer, Budget(len(tasks)), loop=loop)
-    try:
-        scores = []
-        for done, task in enumerate(tasks, 1):
-            scores.append(runner.run(task, {"system": instructions}).score)
-            on_done(done, len(tasks))
-        return scores
-    finally:
-        loop.close()
-
-
-def _promote(settings: Settings, profile: ModelProfile, adapter: Path, workspace: TrainingWorkspace,
-             report: SftReport) -> tuple[str, str]:
-    """Copy the adapter beside the user's config and point a `<base>-sft` profile at it."""
-    name = f"{profile.name}-sft"
-    kept = settings.config_dir / "adapters" / f"{name}-{report.run_id}.gguf"
-    kept.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(adapter, kept)
-    values = {key: str(value) for key, value in profile.model_dump(exclude_defaults=True).items()
-              if key not in ("name", "lora", "description")}
-    values.update(model_id=f"{profile.model_id}+sft", lora=str(kept),
-                  description=f"{profile.name} with the LoRA adapter of SFT run {report.run_id}")
-    upsert_profile(settings.config_dir / "models.ini", name, values,
-                   comment=f"Written by tongyi-cli --optimize --training-mode sft ({report.decision}).")
-    return str(kept), name
 
 
 def _run_id(previous_json: str | None, resume: bool) -> str:
