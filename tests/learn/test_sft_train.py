@@ -39,7 +39,7 @@ def test_lora_training_learns_the_completion_and_converts_to_gguf(tmp_path: Path
     settings = LoraSettings(rank=4, alpha=8, epochs=5, learning_rate=5e-2, max_length=64, save_steps=100)
     peft_model = with_lora(model, settings)
     rows = _rows()
-    tokens = count_tokens(tokenizer, rows, settings.max_length)
+    tokens = count_tokens(tokenizer, rows)
     assert all(10 < n < 30 for n in tokens)
     assert estimate_seconds(tokens, settings.epochs, seconds_per_token(peft_model, 16)) > 0
     progress: list[tuple[int, int, float | None]] = []

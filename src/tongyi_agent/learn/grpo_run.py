@@ -12,33 +12,27 @@ from __future__ import annotations
 
 import gc
 import json
-import time
-import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean
 
 from tongyi_agent.config import Settings, user_cache_dir
-from tongyi_agent.learn.adapter_gate import gate_adapter, promote_adapter
-from tongyi_agent.learn.gguf_lora import base_model_info, convert_peft_adapter
+from tongyi_agent.learn.adapter_run import AdapterRunError, exclusive, finish, judge, require_open_weights, start
 from tongyi_agent.learn.grpo_data import build_grpo_dataset
 from tongyi_agent.learn.grpo_train import GrpoOutcome, GrpoTrainSettings, prompt_tokens, train_grpo
 from tongyi_agent.learn.optimizer import NotEnoughTasksError
 from tongyi_agent.learn.prompt_run import gather_tasks
-from tongyi_agent.learn.schedule import OptimizationLock
 from tongyi_agent.learn.sft_train import load_base, require_training_modules, with_lora
 from tongyi_agent.learn.tasks import split_tasks
 from tongyi_agent.learn.workspace import TrainingWorkspace
 from tongyi_agent.llm.weights import WEIGHT_SETS, ensure_weights
-from tongyi_agent.store import StoreError
 
 RUN_META = "grpo.run"  # {"id", "status", ...} of the latest GRPO run, for --resume
 COMMAND = "tongyi-cli --optimize --training-mode rl --grpo"
 
 
-class GrpoError(RuntimeError):
-    """A GRPO run cannot start or continue (one-line message)."""
+GrpoError = AdapterRunError  # a GRPO run cannot start or continue (one-line message)
 
 
 @dataclass
@@ -86,10 +80,7 @@ class GrpoReport:
 
 def check_profile(settings: Settings) -> None:
     """GRPO changes weights: only an embedded profile has weights here to change."""
-    profile = settings.profile
-    if profile.provider != "embedded":
-        raise GrpoError(f"GRPO trains open weights: profile {profile.name} is {profile.provider}; "
-                        "choose an embedded profile such as --model local-small")
+    require_open_weights(settings, "GRPO")
 
 
 def run_grpo(workspace: TrainingWorkspace, settings: Settings, request: GrpoRequest,
@@ -97,13 +88,8 @@ def run_grpo(workspace: TrainingWorkspace, settings: Settings, request: GrpoRequ
     """Raises GrpoError, NotEnoughTasksError, TaskFileError, StoreError or TrainingUnavailableError."""
     check_profile(settings)
     require_training_modules()
-    lock = OptimizationLock(workspace.training.data_dir(workspace.root) / "optimizer.lock")
-    if not lock.acquire():
-        raise StoreError(f"another optimization is running in this project (pid {lock.holder_pid()})")
-    try:
+    with exclusive(workspace):
         return _run(workspace, settings, request, events or GrpoEvents())
-    finally:
-        lock.release()
 
 
 def _run(workspace: TrainingWorkspace, settings: Settings, request: GrpoRequest, events: GrpoEvents) -> GrpoReport:
@@ -116,16 +102,14 @@ def _run(workspace: TrainingWorkspace, settings: Settings, request: GrpoRequest,
     if not test:
         raise NotEnoughTasksError("no held-out test tasks to judge the adapter on; add tasks to the task file")
     with workspace.open_store() as store:
-        run_id = _run_id(store.get_meta(RUN_META), request.resume)
         dataset = build_grpo_dataset(store, tasks, dialect=profile.dialect,
                                      exclude_questions=[t.question for t in test])
-        store.set_meta(RUN_META, json.dumps({"id": run_id, "status": "running", "started_at": time.time(),
-                                             "profile": profile.name}))
     if not dataset.rows:
         reasons = ", ".join(f"{n} {why}" for why, n in dataset.skipped.most_common()) or "none recorded"
         raise GrpoError(f"no recorded run of the {dataset.tasks_with_reference} training tasks with a known answer "
                         f"to take prompts from (runs skipped: {reasons}); record some with tongyi-cli --train "
                         f"--model {profile.name} --root <the task's root> \"<question>\"")
+    run_id = start(workspace, RUN_META, "grpo", resume=request.resume, profile=profile.name)
     work_dir = workspace.training.data_dir(workspace.root) / "grpo" / run_id
     rows = [row.to_trl() for row in dataset.rows]
     _write_rows(rows, work_dir / "prompts.jsonl")
@@ -149,20 +133,14 @@ def _run(workspace: TrainingWorkspace, settings: Settings, request: GrpoRequest,
     del model, tokenizer
     gc.collect()  # the training copy of the weights (GBs) is not needed to serve the adapter
 
-    events.on_stage("converting the adapter to GGUF")
-    adapter_gguf = work_dir / "adapter.gguf"
-    convert_peft_adapter(outcome.adapter_dir, adapter_gguf, base_model_info(base_gguf))
-    gate = gate_adapter(settings, profile, adapter_gguf, test, workspace, events.on_eval)
+    judged = judge(settings, workspace, adapter_dir=outcome.adapter_dir, base_gguf=base_gguf, work_dir=work_dir,
+                   test=test, suffix="grpo", run_id=run_id, how=f"GRPO run {run_id}", command=COMMAND,
+                   on_stage=events.on_stage, on_eval=events.on_eval)
+    gate = judged.gate
     report = GrpoReport(run_id, profile.name, dataset.tasks_with_reference, dataset.tasks_used, len(kept), skipped,
                         outcome, len(test), gate.base_scores, gate.adapter_scores, gate.promoted, gate.decision,
-                        str(adapter_gguf))
-    if gate.promoted:
-        report.adapter_path, report.promoted_profile = promote_adapter(
-            settings, profile, adapter_gguf, suffix="grpo", run_id=run_id, decision=gate.decision,
-            how=f"GRPO run {run_id}", command=COMMAND)
-    with workspace.open_store() as store:
-        store.set_meta(RUN_META, json.dumps({"id": run_id, "status": "done", "finished_at": time.time(),
-                                             "profile": profile.name, "report": _jsonable(report)}))
+                        judged.adapter_path or str(judged.adapter_gguf), judged.promoted_profile)
+    finish(workspace, RUN_META, run_id, profile.name, report)
     return report
 
 
@@ -170,19 +148,3 @@ def _write_rows(rows: list[dict[str, object]], path: Path) -> None:
     """The prompts trained on, beside the adapter, so a run can be inspected or repeated."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-
-
-def _run_id(previous_json: str | None, resume: bool) -> str:
-    previous = json.loads(previous_json or "null")
-    if resume:
-        if not previous or previous.get("status") != "running":
-            raise GrpoError("nothing to resume: no interrupted GRPO run in this project")
-        return str(previous["id"])
-    return f"grpo-{uuid.uuid4().hex[:8]}"
-
-
-def _jsonable(report: GrpoReport) -> dict[str, object]:
-    data = asdict(report)
-    if report.train is not None:
-        data["train"]["adapter_dir"] = str(report.train.adapter_dir)
-    return data

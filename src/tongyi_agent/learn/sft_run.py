@@ -11,20 +11,15 @@ Shared by ``tongyi-cli --optimize --training-mode sft`` and ``benchmarks/sft_sma
 from __future__ import annotations
 
 import gc
-import json
-import time
-import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean
 
 from tongyi_agent.config import Settings, user_cache_dir
-from tongyi_agent.learn.adapter_gate import gate_adapter, promote_adapter
-from tongyi_agent.learn.gguf_lora import base_model_info, convert_peft_adapter
+from tongyi_agent.learn.adapter_run import AdapterRunError, exclusive, finish, judge, require_open_weights, start
 from tongyi_agent.learn.optimizer import NotEnoughTasksError
 from tongyi_agent.learn.prompt_run import gather_tasks
-from tongyi_agent.learn.schedule import OptimizationLock
 from tongyi_agent.learn.sft_data import build_sft_dataset, write_jsonl
 from tongyi_agent.learn.sft_train import (
     LoraSettings,
@@ -41,14 +36,10 @@ from tongyi_agent.learn.sft_train import (
 from tongyi_agent.learn.tasks import split_tasks
 from tongyi_agent.learn.workspace import TrainingWorkspace
 from tongyi_agent.llm.weights import WEIGHT_SETS, ensure_weights
-from tongyi_agent.store import StoreError
 
 RUN_META = "sft.run"  # {"id", "status", ...} of the latest SFT run, for --resume and stats
 MIN_EXAMPLES = 4
-
-
-class SftError(RuntimeError):
-    """An SFT run cannot start or continue (one-line message)."""
+SftError = AdapterRunError  # an SFT run cannot start or continue (one-line message)
 
 
 @dataclass
@@ -100,18 +91,10 @@ class SftReport:
 def run_sft(workspace: TrainingWorkspace, settings: Settings, request: SftRequest,
             events: SftEvents | None = None) -> SftReport:
     """Raises SftError, NotEnoughTasksError, TaskFileError, StoreError or TrainingUnavailableError."""
-    profile = settings.profile
-    if profile.provider != "embedded":
-        raise SftError(f"SFT trains open weights: profile {profile.name} is {profile.provider}; "
-                       "choose an embedded profile such as --model local-small")
+    require_open_weights(settings, "SFT")
     require_training_modules()
-    lock = OptimizationLock(workspace.training.data_dir(workspace.root) / "optimizer.lock")
-    if not lock.acquire():
-        raise StoreError(f"another optimization is running in this project (pid {lock.holder_pid()})")
-    try:
+    with exclusive(workspace):
         return _run(workspace, settings, request, events or SftEvents())
-    finally:
-        lock.release()
 
 
 def _run(workspace: TrainingWorkspace, settings: Settings, request: SftRequest, events: SftEvents) -> SftReport:
@@ -121,61 +104,46 @@ def _run(workspace: TrainingWorkspace, settings: Settings, request: SftRequest, 
         raise NotEnoughTasksError("no held-out test tasks to judge the adapter on; give a task file with --tasks "
                                   "or record more runs with --train")
     with workspace.open_store() as store:
-        run_id = _run_id(store.get_meta(RUN_META), request.resume)
         dataset = build_sft_dataset(store, min_reward=request.min_reward, reward_name=workspace.target,
                                     exclude_questions=[t.question for t in test])
-        store.set_meta(RUN_META, json.dumps({"id": run_id, "status": "running", "started_at": time.time(),
-                                             "profile": profile.name}))
     if len(dataset.examples) < MIN_EXAMPLES:
         reasons = ", ".join(f"{n} {why}" for why, n in dataset.skipped.most_common()) or "no recorded runs"
         raise SftError(f"need at least {MIN_EXAMPLES} model calls from good runs to imitate, found "
                        f"{len(dataset.examples)} ({dataset.runs_used} runs used; skipped: {reasons}); record more "
                        f"runs with --train or lower --min-reward")
+    run_id = start(workspace, RUN_META, "sft", resume=request.resume, profile=profile.name)
     work_dir = workspace.training.data_dir(workspace.root) / "sft" / run_id
-    rows = [ex.to_trl() for ex in dataset.examples]
-    write_jsonl(dataset.examples, work_dir / "train.jsonl")
 
     base_gguf = ensure_weights(WEIGHT_SETS[profile.weights or ""], user_cache_dir(settings.env))
     events.on_stage(f"loading {base_gguf.name} for training")
     model, tokenizer = load_base(base_gguf)
+    tokens = count_tokens(tokenizer, [ex.to_trl() for ex in dataset.examples])
+    # A longer example would lose its reply to truncation (the end is cut), leaving nothing to learn.
+    examples = [ex for ex, n in zip(dataset.examples, tokens, strict=True) if n <= request.lora.max_length]
+    tokens = [n for n in tokens if n <= request.lora.max_length]
+    skipped = dict(dataset.skipped)
+    if len(examples) < len(dataset.examples):
+        skipped[f"model calls over max_length {request.lora.max_length} tokens"] = len(dataset.examples) - len(examples)
+    if not examples:
+        raise SftError(f"every example is longer than max_length = {request.lora.max_length} tokens "
+                       "(training_config.ini [sft])")
+    rows = [ex.to_trl() for ex in examples]
+    write_jsonl(examples, work_dir / "train.jsonl")
     model = with_lora(model, request.lora)
-    tokens = count_tokens(tokenizer, rows, request.lora.max_length)
-    steps = total_steps(len(rows), request.lora.epochs)
     estimated = estimate_seconds(tokens, request.lora.epochs, seconds_per_token(model))
-    events.on_estimate(estimated, steps)
+    events.on_estimate(estimated, total_steps(len(rows), request.lora.epochs))
     outcome = train_lora(model, tokenizer, rows, work_dir, request.lora, resume=request.resume,
                          on_progress=events.on_step)
     del model, tokenizer
     gc.collect()  # the training copy of the weights (GBs) is not needed to serve the adapter
 
-    events.on_stage("converting the adapter to GGUF")
-    adapter_gguf = work_dir / "adapter.gguf"
-    convert_peft_adapter(outcome.adapter_dir, adapter_gguf, base_model_info(base_gguf))
-    gate = gate_adapter(settings, profile, adapter_gguf, test, workspace, events.on_eval)
-    report = SftReport(run_id, profile.name, dataset.runs_used, len(rows), dict(dataset.skipped), sum(tokens),
-                       estimated, outcome, len(test), gate.base_scores, gate.adapter_scores, gate.promoted,
-                       gate.decision, str(adapter_gguf))
-    if gate.promoted:
-        report.adapter_path, report.promoted_profile = promote_adapter(
-            settings, profile, adapter_gguf, suffix="sft", run_id=run_id, decision=gate.decision,
-            how=f"SFT run {run_id}", command="tongyi-cli --optimize --training-mode sft")
-    with workspace.open_store() as store:
-        store.set_meta(RUN_META, json.dumps({"id": run_id, "status": "done", "finished_at": time.time(),
-                                             "profile": profile.name, "report": _jsonable(report)}))
+    judged = judge(settings, workspace, adapter_dir=outcome.adapter_dir, base_gguf=base_gguf, work_dir=work_dir,
+                   test=test, suffix="sft", run_id=run_id, how=f"SFT run {run_id}",
+                   command="tongyi-cli --optimize --training-mode sft", on_stage=events.on_stage,
+                   on_eval=events.on_eval)
+    gate = judged.gate
+    report = SftReport(run_id, profile.name, dataset.runs_used, len(rows), skipped, sum(tokens), estimated,
+                       outcome, len(test), gate.base_scores, gate.adapter_scores, gate.promoted, gate.decision,
+                       judged.adapter_path or str(judged.adapter_gguf), judged.promoted_profile)
+    finish(workspace, RUN_META, run_id, profile.name, report)
     return report
-
-
-def _run_id(previous_json: str | None, resume: bool) -> str:
-    previous = json.loads(previous_json or "null")
-    if resume:
-        if not previous or previous.get("status") != "running":
-            raise SftError("nothing to resume: no interrupted SFT run in this project")
-        return str(previous["id"])
-    return f"sft-{uuid.uuid4().hex[:8]}"
-
-
-def _jsonable(report: SftReport) -> dict[str, object]:
-    data = asdict(report)
-    if report.train is not None:
-        data["train"]["adapter_dir"] = str(report.train.adapter_dir)
-    return data

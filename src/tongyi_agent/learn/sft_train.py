@@ -110,12 +110,12 @@ def load_base(base_gguf: Path) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def count_tokens(tokenizer: Any, rows: Sequence[dict[str, Any]], max_length: int) -> list[int]:
-    """Tokens per row (prompt + completion, through the chat template), capped at ``max_length``."""
+def count_tokens(tokenizer: Any, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Tokens per row (prompt + completion, through the chat template)."""
     counts = []
     for row in rows:
         text = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=False)
-        counts.append(min(len(tokenizer(text)["input_ids"]), max_length))
+        counts.append(len(tokenizer(text)["input_ids"]))
     return counts
 
 
