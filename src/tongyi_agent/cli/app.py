@@ -212,7 +212,9 @@ def _optimize(settings: Settings, workspace: TrainingWorkspace, *, iterations: i
         return _optimize_policy(settings, workspace, grpo=grpo, grpo_steps=grpo_steps, tasks=tasks, resume=resume,
                                 seed=seed)
     if workspace.training.mode == "sft":
-        return _optimize_sft(settings, workspace, min_reward=min_reward, tasks=tasks, resume=resume, seed=seed)
+        from tongyi_agent.cli.sft import optimize_sft
+
+        return optimize_sft(settings, workspace, min_reward=min_reward, tasks=tasks, resume=resume, seed=seed)
     reflection_profile = settings.profiles.get(reflection or settings.model, settings.profile)
     # Embedded models cannot rewrite a whole prompt; they can name one rule that would have helped.
     proposer = "rule" if reflection_profile.provider == "embedded" else "rewrite"
@@ -226,29 +228,6 @@ def _optimize(settings: Settings, workspace: TrainingWorkspace, *, iterations: i
     except ModelError as exc:
         raise fail(str(exc), EXIT_FAILED) from None
     print_report(out, outcome)
-    return 0
-
-
-def _optimize_sft(settings: Settings, workspace: TrainingWorkspace, *, min_reward: float | None,
-                  tasks: Path | None, resume: bool, seed: int) -> int:
-    from tongyi_agent.cli.sft import print_sft_report, sft_command, sft_request
-    from tongyi_agent.learn.gguf_lora import AdapterConversionError
-    from tongyi_agent.learn.optimizer import NotEnoughTasksError
-    from tongyi_agent.learn.sft_run import SftError
-    from tongyi_agent.learn.sft_train import TrainingUnavailableError
-    from tongyi_agent.learn.tasks import TaskFileError
-    from tongyi_agent.llm.base import ModelError
-    from tongyi_agent.store import StoreError
-
-    request = sft_request(workspace, min_reward=min_reward, tasks=tasks, seed=seed, resume=resume)
-    try:
-        report = sft_command(settings, workspace, request, err)
-    except (SftError, NotEnoughTasksError, TaskFileError, StoreError, TrainingUnavailableError,
-            AdapterConversionError, FileNotFoundError) as exc:
-        raise fail(str(exc.args[0]) if exc.args else str(exc)) from None
-    except ModelError as exc:
-        raise fail(str(exc), EXIT_FAILED) from None
-    print_sft_report(out, report)
     return 0
 
 

@@ -10,11 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
-from tongyi_agent.cli.console import EXIT_FAILED, err, fail, out
-from tongyi_agent.cli.sft import duration
+from tongyi_agent.cli.adapter_report import TrainingBars, duration, print_verdict, run_reporting_errors
+from tongyi_agent.cli.console import err, fail, out
 from tongyi_agent.config import Settings
 from tongyi_agent.learn.grpo_run import GrpoError, GrpoEvents, GrpoReport, GrpoRequest, check_profile, run_grpo
 from tongyi_agent.learn.grpo_train import GrpoTrainSettings
@@ -32,22 +30,8 @@ def check_grpo(settings: Settings) -> None:
 def optimize_grpo(settings: Settings, workspace: TrainingWorkspace, *, steps: int | None, tasks: Path | None,
                   resume: bool, seed: int) -> int:
     """Run GRPO and print the report; expected failures are one line on stderr (exit 2, or 1 for the model)."""
-    from tongyi_agent.learn.gguf_lora import AdapterConversionError
-    from tongyi_agent.learn.optimizer import NotEnoughTasksError
-    from tongyi_agent.learn.sft_train import TrainingUnavailableError
-    from tongyi_agent.learn.tasks import TaskFileError
-    from tongyi_agent.llm.base import ModelError
-    from tongyi_agent.store import StoreError
-
     request = grpo_request(workspace, steps=steps, tasks=tasks, seed=seed, resume=resume)
-    try:
-        report = grpo_command(settings, workspace, request, err)
-    except (GrpoError, NotEnoughTasksError, TaskFileError, StoreError, TrainingUnavailableError,
-            AdapterConversionError, FileNotFoundError) as exc:
-        raise fail(str(exc.args[0]) if exc.args else str(exc)) from None
-    except ModelError as exc:
-        raise fail(str(exc), EXIT_FAILED) from None
-    print_grpo_report(out, report)
+    print_grpo_report(out, run_reporting_errors(lambda: grpo_command(settings, workspace, request, err)))
     return 0
 
 
@@ -63,25 +47,14 @@ def grpo_request(workspace: TrainingWorkspace, *, steps: int | None, tasks: Path
 
 def grpo_command(settings: Settings, workspace: TrainingWorkspace, request: GrpoRequest,
                  console: Console) -> GrpoReport:
-    progress = Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                        console=console, transient=True)
-    bars: dict[str, int] = {}
-
-    def bar(name: str, total: int) -> int:
-        if name not in bars:
-            bars[name] = progress.add_task(name, total=total, note="")
-        return bars[name]
+    bars = TrainingBars(console)
 
     def on_step(step: int, total: int, reward: float | None) -> None:
-        progress.update(bar("GRPO", total), completed=step, note="" if reward is None else f"reward {reward:.3f}")
-
-    def on_eval(arm: str, done: int, total: int) -> None:
-        progress.update(bar(f"Held-out test ({arm})", total), completed=done)
+        bars.update("GRPO", step, total, "" if reward is None else f"reward {reward:.3f}")
 
     events = GrpoEvents(on_stage=lambda message: console.print(f"[dim]{message}…[/]"), on_step=on_step,
-                        on_eval=on_eval)
-    with progress:
+                        on_eval=bars.on_eval)
+    with bars:
         return run_grpo(workspace, settings, request, events)
 
 
@@ -94,17 +67,7 @@ def print_grpo_report(console: Console, report: GrpoReport) -> None:
     if train is not None:
         console.print(f"Trained {train.steps} steps on {train.device} in {duration(train.seconds)}, peak memory "
                       f"{train.peak_memory_bytes / 2**30:.1f} GiB; {_rewards(train.history)}.")
-    table = Table(title=f"Held-out test ({report.test_tasks} tasks)", title_justify="left")
-    table.add_column("")
-    table.add_column("accuracy")
-    table.add_row(f"{report.profile} (base)", f"{report.base_accuracy:.3f}")
-    table.add_row(f"{report.profile} + adapter", f"{report.adapter_accuracy:.3f}")
-    console.print(table)
-    if report.promoted:
-        console.print(f"[green]Promoted[/]: {report.decision}. Use it with --model {report.promoted_profile} "
-                      f"(or make it the default: tongyi-cli models set {report.promoted_profile}).")
-    else:
-        console.print(f"[yellow]Not promoted[/]: {report.decision}. The adapter is kept at {report.adapter_path}.")
+    print_verdict(console, report)
 
 
 def _rewards(history: list[dict[str, float]]) -> str:
