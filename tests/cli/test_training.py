@@ -292,9 +292,11 @@ def test_training_stats_show_the_last_fine_tuning_run(runner: CliRunner, project
     with TrajectoryStore(project / ".tongyi_training" / "trajectories.sqlite") as store:
         store.set_meta("sft.run", json.dumps({"id": "sft-1234", "status": "done", "profile": "local-small",
                                               "report": report}))
+        store.set_meta("grpo.run", json.dumps({"id": "grpo-5678", "status": "running", "profile": "local-small"}))
     shown = runner.invoke(app, ["--root", str(project), "--training-stats"])
     assert shown.exit_code == 0, shown.output
     assert ("Last fine-tuning sft-1234 (local-small): done; 12 examples; held-out test 0.250 -> 0.750; "
             "promoted as local-small-sft") in " ".join(shown.stdout.split())
+    assert "Last GRPO run grpo-5678 (local-small): running" in shown.stdout
     data = json.loads(runner.invoke(app, ["--root", str(project), "--training-stats", "--json"]).stdout)
-    assert data["fine_tuning"]["id"] == "sft-1234"
+    assert data["fine_tuning"]["id"] == "sft-1234" and data["grpo"]["status"] == "running"

@@ -69,16 +69,10 @@ def print_learning(console: Console, stats: dict[str, Any]) -> None:
             line += (f"; held-out test {report['seed_test']:.3f} -> {report['best_test']:.3f}; "
                      f"{'promoted' if report['promoted'] else 'not promoted'} ({report['decision']})")
         console.print(line)
-    tuning = stats.get("fine_tuning")
-    if tuning:
-        report = tuning.get("report") or {}
-        line = f"Last fine-tuning {tuning['id']} ({tuning.get('profile', '?')}): {tuning['status']}"
-        if report:
-            base, tuned = report["base_scores"], report["adapter_scores"]
-            line += (f"; {report['examples']} examples; held-out test {sum(base) / max(1, len(base)):.3f} -> "
-                     f"{sum(tuned) / max(1, len(tuned)):.3f}; "
-                     f"{'promoted as ' + str(report['promoted_profile']) if report['promoted'] else 'not promoted'}")
-        console.print(line)
+    for key, label, size_key, unit in (("fine_tuning", "fine-tuning", "examples", "examples"),
+                                       ("grpo", "GRPO run", "rows", "prompts")):
+        if stats.get(key):
+            console.print(_adapter_run_line(label, size_key, unit, stats[key]))
     experiment = stats.get("experiment") or {}
     current = experiment.get("current")
     if current:
@@ -100,3 +94,15 @@ def print_learning(console: Console, stats: dict[str, Any]) -> None:
     if schedule.get("last_started"):
         started = schedule["last_started"]
         console.print(f"Last scheduled optimization: {started.get('reason')} (pid {started.get('pid')})")
+
+
+def _adapter_run_line(label: str, size_key: str, unit: str, run: dict[str, Any]) -> str:
+    """One line for the last SFT or GRPO run: its size, held-out base -> adapter, and the promotion."""
+    report = run.get("report") or {}
+    line = f"Last {label} {run['id']} ({run.get('profile', '?')}): {run['status']}"
+    if report:
+        base, tuned = report["base_scores"], report["adapter_scores"]
+        line += (f"; {report[size_key]} {unit}; held-out test "
+                 f"{sum(base) / max(1, len(base)):.3f} -> {sum(tuned) / max(1, len(tuned)):.3f}; "
+                 f"{'promoted as ' + str(report['promoted_profile']) if report['promoted'] else 'not promoted'}")
+    return line

@@ -69,6 +69,7 @@ class TrainingWorkspace:
         history = experiments.history()
         stats["prompt_optimization"] = json.loads(store.get_meta("optimizer.run") or "null")
         stats["fine_tuning"] = json.loads(store.get_meta("sft.run") or "null")  # written by sft_run
+        stats["grpo"] = json.loads(store.get_meta("grpo.run") or "null")  # written by grpo_run
         stats["experiment"] = {
             "current": asdict(current) if current else None,
             "arms": experiments.arm_stats() if current else {},
