@@ -7,30 +7,16 @@ same bars, the same base-vs-adapter table and the same one-line failures for eit
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from tongyi_agent.cli.console import EXIT_FAILED, fail
+from tongyi_agent.learn.adapter_run import Verdict
 
 Report = TypeVar("Report")
-
-
-class GatedReport(Protocol):
-    profile: str
-    test_tasks: int
-    promoted: bool
-    decision: str
-    adapter_path: str | None
-    promoted_profile: str | None
-
-    @property
-    def base_accuracy(self) -> float: ...
-
-    @property
-    def adapter_accuracy(self) -> float: ...
 
 
 class TrainingBars:
@@ -77,7 +63,7 @@ def run_reporting_errors(train: Callable[[], Report]) -> Report:
         raise fail(str(exc), EXIT_FAILED) from None
 
 
-def print_verdict(console: Console, report: GatedReport) -> None:
+def print_verdict(console: Console, report: Verdict) -> None:
     table = Table(title=f"Held-out test ({report.test_tasks} tasks)", title_justify="left")
     table.add_column("")
     table.add_column("accuracy")

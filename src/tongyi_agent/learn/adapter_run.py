@@ -11,11 +11,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
+from statistics import mean
 from typing import Any
 
 from tongyi_agent.config import Settings
-from tongyi_agent.learn.adapter_gate import EvalProgress, GateResult, gate_adapter, promote_adapter
+from tongyi_agent.learn.adapter_gate import EvalProgress, gate_adapter, promote_adapter
 from tongyi_agent.learn.gguf_lora import base_model_info, convert_peft_adapter
 from tongyi_agent.learn.schedule import OptimizationLock
 from tongyi_agent.learn.tasks import Task
@@ -70,25 +72,44 @@ def finish(workspace: TrainingWorkspace, meta_key: str, run_id: str, profile: st
                                              "profile": profile, "report": data}, default=str))
 
 
-@dataclass
-class Judged:
-    adapter_gguf: Path
-    gate: GateResult
-    adapter_path: str | None = None  # the promoted copy
+@dataclass(kw_only=True)
+class Verdict:
+    """The held-out verdict on an adapter; SFT and GRPO reports extend it with what they trained."""
+
+    test_tasks: int
+    base_scores: list[float]
+    adapter_scores: list[float]
+    promoted: bool
+    decision: str
+    adapter_path: str  # the promoted copy, or the converted adapter in the run's folder
     promoted_profile: str | None = None
+
+    @property
+    def base_accuracy(self) -> float:
+        return mean(self.base_scores) if self.base_scores else 0.0
+
+    @property
+    def adapter_accuracy(self) -> float:
+        return mean(self.adapter_scores) if self.adapter_scores else 0.0
+
+    def fields(self) -> dict[str, Any]:
+        """As keyword arguments for a report class that extends Verdict."""
+        return {f.name: getattr(self, f.name) for f in dataclass_fields(Verdict)}
 
 
 def judge(settings: Settings, workspace: TrainingWorkspace, *, adapter_dir: Path, base_gguf: Path, work_dir: Path,
           test: list[Task], suffix: str, run_id: str, how: str, command: str,
-          on_stage: Callable[[str], None], on_eval: EvalProgress) -> Judged:
+          on_stage: Callable[[str], None], on_eval: EvalProgress) -> Verdict:
     """Convert the PEFT adapter to GGUF, gate it on ``test`` and promote it as ``<base>-<suffix>`` if it wins."""
     on_stage("converting the adapter to GGUF")
     adapter_gguf = work_dir / "adapter.gguf"
     convert_peft_adapter(adapter_dir, adapter_gguf, base_model_info(base_gguf))
     profile = settings.profile
-    judged = Judged(adapter_gguf, gate_adapter(settings, profile, adapter_gguf, test, workspace, on_eval))
-    if judged.gate.promoted:
-        judged.adapter_path, judged.promoted_profile = promote_adapter(
-            settings, profile, adapter_gguf, suffix=suffix, run_id=run_id, decision=judged.gate.decision,
+    gate = gate_adapter(settings, profile, adapter_gguf, test, workspace, on_eval)
+    verdict = Verdict(test_tasks=len(test), base_scores=gate.base_scores, adapter_scores=gate.adapter_scores,
+                      promoted=gate.promoted, decision=gate.decision, adapter_path=str(adapter_gguf))
+    if gate.promoted:
+        verdict.adapter_path, verdict.promoted_profile = promote_adapter(
+            settings, profile, adapter_gguf, suffix=suffix, run_id=run_id, decision=gate.decision,
             how=how, command=command)
-    return judged
+    return verdict

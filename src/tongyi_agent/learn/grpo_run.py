@@ -15,10 +15,17 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from statistics import mean
 
 from tongyi_agent.config import Settings, user_cache_dir
-from tongyi_agent.learn.adapter_run import AdapterRunError, exclusive, finish, judge, require_open_weights, start
+from tongyi_agent.learn.adapter_run import (
+    AdapterRunError,
+    Verdict,
+    exclusive,
+    finish,
+    judge,
+    require_open_weights,
+    start,
+)
 from tongyi_agent.learn.grpo_data import build_grpo_dataset
 from tongyi_agent.learn.grpo_train import GrpoOutcome, GrpoTrainSettings, prompt_tokens, train_grpo
 from tongyi_agent.learn.optimizer import NotEnoughTasksError
@@ -53,7 +60,7 @@ class GrpoEvents:
 
 
 @dataclass
-class GrpoReport:
+class GrpoReport(Verdict):
     run_id: str
     profile: str
     tasks_with_reference: int
@@ -61,21 +68,6 @@ class GrpoReport:
     rows: int
     skipped: dict[str, int]
     train: GrpoOutcome | None
-    test_tasks: int
-    base_scores: list[float]
-    adapter_scores: list[float]
-    promoted: bool
-    decision: str
-    adapter_path: str | None = None
-    promoted_profile: str | None = None
-
-    @property
-    def base_accuracy(self) -> float:
-        return mean(self.base_scores) if self.base_scores else 0.0
-
-    @property
-    def adapter_accuracy(self) -> float:
-        return mean(self.adapter_scores) if self.adapter_scores else 0.0
 
 
 def check_profile(settings: Settings) -> None:
@@ -133,13 +125,11 @@ def _run(workspace: TrainingWorkspace, settings: Settings, request: GrpoRequest,
     del model, tokenizer
     gc.collect()  # the training copy of the weights (GBs) is not needed to serve the adapter
 
-    judged = judge(settings, workspace, adapter_dir=outcome.adapter_dir, base_gguf=base_gguf, work_dir=work_dir,
+    verdict = judge(settings, workspace, adapter_dir=outcome.adapter_dir, base_gguf=base_gguf, work_dir=work_dir,
                    test=test, suffix="grpo", run_id=run_id, how=f"GRPO run {run_id}", command=COMMAND,
                    on_stage=events.on_stage, on_eval=events.on_eval)
-    gate = judged.gate
     report = GrpoReport(run_id, profile.name, dataset.tasks_with_reference, dataset.tasks_used, len(kept), skipped,
-                        outcome, len(test), gate.base_scores, gate.adapter_scores, gate.promoted, gate.decision,
-                        judged.adapter_path or str(judged.adapter_gguf), judged.promoted_profile)
+                        outcome, **verdict.fields())
     finish(workspace, RUN_META, run_id, profile.name, report)
     return report
 

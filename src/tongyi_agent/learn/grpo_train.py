@@ -34,6 +34,7 @@ from tongyi_agent.learn.sft_train import (
     LoraSettings,
     ProgressFn,
     TrainOutcome,
+    checkpoint_to_resume,
     device_name,
     peak_memory_bytes,
     quiet_libraries,
@@ -151,13 +152,9 @@ def train_grpo(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], work_
     With ``resume`` the latest checkpoint in ``work_dir/checkpoints`` is continued."""
     from datasets import Dataset
     from transformers import PrinterCallback, TrainerCallback
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import GRPOConfig, GRPOTrainer
 
-    checkpoints = work_dir / "checkpoints"
-    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
-    if resume and last is None:
-        raise FileNotFoundError(f"nothing to resume: no checkpoint under {checkpoints}")
+    checkpoints, last = checkpoint_to_resume(work_dir, resume)
     on_gpu = device_name() == "cuda"
     args = GRPOConfig(
         output_dir=str(checkpoints), max_steps=settings.steps, per_device_train_batch_size=settings.num_generations,

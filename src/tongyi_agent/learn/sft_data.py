@@ -49,9 +49,6 @@ class SftDataset:
     runs_used: int = 0
     skipped: Counter[str] = field(default_factory=Counter)  # reason -> runs
 
-    def questions(self) -> set[str]:
-        return {ex.prompt[-1]["content"] for ex in self.examples if ex.prompt and ex.prompt[-1]["role"] == "user"}
-
 
 def build_sft_dataset(store: TrajectoryStore, *, min_reward: float, reward_name: str | None = None,
                       exclude_questions: Iterable[str] = ()) -> SftDataset:

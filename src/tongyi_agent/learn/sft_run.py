@@ -14,10 +14,17 @@ import gc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from statistics import mean
 
 from tongyi_agent.config import Settings, user_cache_dir
-from tongyi_agent.learn.adapter_run import AdapterRunError, exclusive, finish, judge, require_open_weights, start
+from tongyi_agent.learn.adapter_run import (
+    AdapterRunError,
+    Verdict,
+    exclusive,
+    finish,
+    judge,
+    require_open_weights,
+    start,
+)
 from tongyi_agent.learn.optimizer import NotEnoughTasksError
 from tongyi_agent.learn.prompt_run import gather_tasks
 from tongyi_agent.learn.sft_data import build_sft_dataset, write_jsonl
@@ -62,7 +69,7 @@ class SftEvents:
 
 
 @dataclass
-class SftReport:
+class SftReport(Verdict):
     run_id: str
     profile: str
     runs_used: int
@@ -71,21 +78,6 @@ class SftReport:
     tokens: int
     estimated_seconds: float
     train: TrainOutcome | None
-    test_tasks: int
-    base_scores: list[float]
-    adapter_scores: list[float]
-    promoted: bool
-    decision: str
-    adapter_path: str | None = None
-    promoted_profile: str | None = None
-
-    @property
-    def base_accuracy(self) -> float:
-        return mean(self.base_scores) if self.base_scores else 0.0
-
-    @property
-    def adapter_accuracy(self) -> float:
-        return mean(self.adapter_scores) if self.adapter_scores else 0.0
 
 
 def run_sft(workspace: TrainingWorkspace, settings: Settings, request: SftRequest,
@@ -117,17 +109,17 @@ def _run(workspace: TrainingWorkspace, settings: Settings, request: SftRequest, 
     base_gguf = ensure_weights(WEIGHT_SETS[profile.weights or ""], user_cache_dir(settings.env))
     events.on_stage(f"loading {base_gguf.name} for training")
     model, tokenizer = load_base(base_gguf)
-    tokens = count_tokens(tokenizer, [ex.to_trl() for ex in dataset.examples])
+    all_rows = [ex.to_trl() for ex in dataset.examples]
     # A longer example would lose its reply to truncation (the end is cut), leaving nothing to learn.
-    examples = [ex for ex, n in zip(dataset.examples, tokens, strict=True) if n <= request.lora.max_length]
-    tokens = [n for n in tokens if n <= request.lora.max_length]
+    fitting = [(ex, row, n) for ex, row, n in zip(dataset.examples, all_rows, count_tokens(tokenizer, all_rows),
+                                                  strict=True) if n <= request.lora.max_length]
+    examples, rows, tokens = [f[0] for f in fitting], [f[1] for f in fitting], [f[2] for f in fitting]
     skipped = dict(dataset.skipped)
     if len(examples) < len(dataset.examples):
         skipped[f"model calls over max_length {request.lora.max_length} tokens"] = len(dataset.examples) - len(examples)
     if not examples:
         raise SftError(f"every example is longer than max_length = {request.lora.max_length} tokens "
                        "(training_config.ini [sft])")
-    rows = [ex.to_trl() for ex in examples]
     write_jsonl(examples, work_dir / "train.jsonl")
     model = with_lora(model, request.lora)
     estimated = estimate_seconds(tokens, request.lora.epochs, seconds_per_token(model))
@@ -137,13 +129,11 @@ def _run(workspace: TrainingWorkspace, settings: Settings, request: SftRequest, 
     del model, tokenizer
     gc.collect()  # the training copy of the weights (GBs) is not needed to serve the adapter
 
-    judged = judge(settings, workspace, adapter_dir=outcome.adapter_dir, base_gguf=base_gguf, work_dir=work_dir,
+    verdict = judge(settings, workspace, adapter_dir=outcome.adapter_dir, base_gguf=base_gguf, work_dir=work_dir,
                    test=test, suffix="sft", run_id=run_id, how=f"SFT run {run_id}",
                    command="tongyi-cli --optimize --training-mode sft", on_stage=events.on_stage,
                    on_eval=events.on_eval)
-    gate = judged.gate
     report = SftReport(run_id, profile.name, dataset.runs_used, len(rows), skipped, sum(tokens), estimated,
-                       outcome, len(test), gate.base_scores, gate.adapter_scores, gate.promoted, gate.decision,
-                       judged.adapter_path or str(judged.adapter_gguf), judged.promoted_profile)
+                       outcome, **verdict.fields())
     finish(workspace, RUN_META, run_id, profile.name, report)
     return report

@@ -144,6 +144,17 @@ def with_lora(model: Any, settings: LoraSettings) -> Any:
     return get_peft_model(model, config)
 
 
+def checkpoint_to_resume(work_dir: Path, resume: bool) -> tuple[Path, str | None]:
+    """(the run's checkpoint folder, the latest checkpoint in it or None); resuming without one is an error."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    checkpoints = work_dir / "checkpoints"
+    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    if resume and last is None:
+        raise FileNotFoundError(f"nothing to resume: no checkpoint under {checkpoints}")
+    return checkpoints, last
+
+
 def train_lora(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], work_dir: Path, settings: LoraSettings,
                *, resume: bool = False, on_progress: ProgressFn | None = None) -> TrainOutcome:
     """Train LoRA on ``rows`` (TRL prompt-completion); the adapter is saved to ``work_dir/adapter``.
@@ -152,13 +163,9 @@ def train_lora(model: Any, tokenizer: Any, rows: Sequence[dict[str, Any]], work_
     checkpoint in ``work_dir/checkpoints`` is continued, and it is an error when there is none."""
     from datasets import Dataset
     from transformers import PrinterCallback, TrainerCallback
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig, SFTTrainer
 
-    checkpoints = work_dir / "checkpoints"
-    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
-    if resume and last is None:
-        raise FileNotFoundError(f"nothing to resume: no checkpoint under {checkpoints}")
+    checkpoints, last = checkpoint_to_resume(work_dir, resume)
     on_gpu = device_name() == "cuda"
     args = SFTConfig(
         output_dir=str(checkpoints), num_train_epochs=settings.epochs, per_device_train_batch_size=1,
