@@ -26,8 +26,8 @@ from tongyi_agent.agent.loop import Agent
 from tongyi_agent.agent.runtime import LoopRunner
 from tongyi_agent.agent.steps import RunResult
 from tongyi_agent.config import ModelProfile, Settings
-from tongyi_agent.learn.recording import RunRecorder
-from tongyi_agent.learn.rewards import Reward, compute_rewards
+from tongyi_agent.learn.recording import RunRecorder, rewards_for
+from tongyi_agent.learn.rewards import Reward
 from tongyi_agent.learn.tasks import Task, TaskFileError, load_tasks, task_from_dict
 from tongyi_agent.learn.workspace import TrainingWorkspace
 from tongyi_agent.llm.openai_compat import OpenAICompatBackend
@@ -222,10 +222,7 @@ def run_rollout(agent: Agent, task: Task, workspace: TrainingWorkspace, gateway:
         if aclose is not None:
             loop.run(aclose())
         loop.close()
-    rewards, _ = compute_rewards(result, max_response_time=training.performance_metrics.max_response_time,
-                                 target=target, custom=training.training.reward_function,
-                                 task_answer=task.answer, task_answer_regex=task.answer_regex,
-                                 citation_rate=result.verification_rate)
+    rewards, _ = rewards_for(result, training, task_answer=task.answer, task_answer_regex=task.answer_regex)
     return RolloutOutcome(task, result, choose_reward(rewards, target))
 
 

@@ -40,6 +40,15 @@ class RecordedRun:
     reward: float | None  # the configured optimization target
 
 
+def rewards_for(result: RunResult, training: TrainingConfig, *, task_answer: str | None = None,
+                task_answer_regex: str | None = None) -> tuple[list[Reward], float | None]:
+    """Every reward of a finished run as the training config defines them, and the target's value."""
+    return compute_rewards(
+        result, max_response_time=training.performance_metrics.max_response_time,
+        target=training.prompt_optimization.optimization_target, custom=training.training.reward_function,
+        task_answer=task_answer, task_answer_regex=task_answer_regex, citation_rate=result.verification_rate)
+
+
 def _status(result: RunResult) -> str:
     return "success" if result.stop_reason == "answer" else "forced"
 
@@ -89,10 +98,8 @@ class RunRecorder:
             self._write(run, recorder.spans, [])
             raise
         target = self.training.prompt_optimization.optimization_target
-        rewards, value = compute_rewards(
-            result, max_response_time=self.training.performance_metrics.max_response_time, target=target,
-            custom=self.training.training.reward_function, task_answer=task_answer,
-            task_answer_regex=task_answer_regex, citation_rate=result.verification_rate)
+        rewards, value = rewards_for(result, self.training, task_answer=task_answer,
+                                     task_answer_regex=task_answer_regex)
         run = RunRecord(
             question=question, answer=result.answer, status=_status(result), model=result.model,
             seconds=result.seconds, input_tokens=result.usage.input_tokens,
