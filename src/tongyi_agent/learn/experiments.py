@@ -19,7 +19,6 @@ import hashlib
 import json
 import random
 import secrets
-import sqlite3
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -28,7 +27,7 @@ from typing import Any, Literal
 
 from tongyi_agent.config.training import ExperimentsSettings
 from tongyi_agent.store import PromptStore, StoreError, TrajectoryStore
-from tongyi_agent.store.rows import target_reward_sql
+from tongyi_agent.store.run_queries import arm_rewards, arm_summaries
 
 EXPERIMENT_KEY = "experiment"
 HISTORY_KEY = "experiments.history"
@@ -118,17 +117,13 @@ class ExperimentManager:
             started_at=time.time(),
         )  # fmt: skip
 
-        def write(conn: sqlite3.Connection) -> None:
-            # Checked under the write lock so two processes cannot both start one.
-            running = _read_experiment(_meta(conn, EXPERIMENT_KEY))
+        # Checked under the write lock so two processes cannot both start one.
+        with self.store.transaction() as tx:
+            running = _read_experiment(tx.get_meta(EXPERIMENT_KEY))
             if running is not None:
                 raise StoreError(f"experiment {running.id} is already running ({running.control} vs"
                                  f" {running.treatment}); only one runs at a time")
-            _set_meta(conn, EXPERIMENT_KEY, experiment.to_json())
-
-        # The store's own transaction helper: a public one would be nicer, but the check-and-set must
-        # be one transaction (PromptStore uses it the same way).
-        self.store._write(write)
+            tx.set_meta(EXPERIMENT_KEY, experiment.to_json())
         return experiment
 
     # -- serving -------------------------------------------------------------------------------
@@ -153,13 +148,8 @@ class ExperimentManager:
         experiment = experiment or self.current()
         if experiment is None:
             raise StoreError("no experiment is running")
-        target = target_reward_sql("r", ":name")
-        rows = self.store.connection.execute(
-            f"""SELECT r.ab_arm AS arm, COUNT(*) AS runs, AVG({target}) AS mean_reward,
-                       AVG(r.status = 'success') AS success_rate, AVG(r.seconds) AS mean_seconds
-                FROM runs r WHERE {_EXPERIMENT_RUNS} GROUP BY r.ab_arm""",
-            _params(experiment, self.target),
-        ).fetchall()
+        rows = arm_summaries(self.store, started=experiment.started_at, control=experiment.control,
+                             treatment=experiment.treatment, target=self.target)
         stats = {arm: {"runs": 0, "mean_reward": None, "success_rate": 0.0, "mean_seconds": 0.0} for arm in ARMS}
         for row in rows:
             stats[row["arm"]] = {"runs": row["runs"], "mean_reward": row["mean_reward"],
@@ -177,17 +167,13 @@ class ExperimentManager:
         experiment = self.current()
         if experiment is None:
             return None
-        target = target_reward_sql("r", ":name")
         # Only the first `duration` runs are tested, so the decision does not depend on how many
         # runs happened to land between reaching the duration and this call.
-        rows = self.store.connection.execute(
-            f"""SELECT r.ab_arm AS arm, r.question AS question, {target} AS reward FROM runs r
-                WHERE {_EXPERIMENT_RUNS} ORDER BY r.started_at, r.id LIMIT :limit""",
-            {**_params(experiment, self.target), "limit": experiment.duration},
-        ).fetchall()
+        rows = arm_rewards(self.store, started=experiment.started_at, control=experiment.control,
+                           treatment=experiment.treatment, target=self.target, limit=experiment.duration)
         if len(rows) < experiment.duration:
             return None
-        decision = decide(experiment, [(row["arm"], row["question"], row["reward"]) for row in rows])
+        decision = decide(experiment, rows)
         if not self._claim(experiment, decision):
             return None
         self._apply(experiment, decision)
@@ -201,17 +187,15 @@ class ExperimentManager:
         experiment.status = "promoted" if decision.action == "promote" else "rolled_back"
         experiment.result = asdict(decision)
 
-        def write(conn: sqlite3.Connection) -> bool:
-            running = _read_experiment(_meta(conn, EXPERIMENT_KEY))
+        with self.store.transaction() as tx:
+            running = _read_experiment(tx.get_meta(EXPERIMENT_KEY))
             if running is None or running.id != experiment.id:
                 return False
-            conn.execute("DELETE FROM meta WHERE key = ?", (EXPERIMENT_KEY,))
-            raw = _meta(conn, HISTORY_KEY)
+            tx.delete_meta(EXPERIMENT_KEY)
+            raw = tx.get_meta(HISTORY_KEY)
             history = [*(json.loads(raw) if raw else []), asdict(experiment)][-HISTORY_LIMIT:]
-            _set_meta(conn, HISTORY_KEY, json.dumps(history))
+            tx.set_meta(HISTORY_KEY, json.dumps(history))
             return True
-
-        return self.store._write(write)
 
     def _apply(self, experiment: Experiment, decision: Decision) -> None:
         treatment = self.prompts.get(experiment.treatment)
@@ -229,15 +213,13 @@ class ExperimentManager:
             self._update_history_result(experiment.id, asdict(decision))
 
     def _update_history_result(self, experiment_id: str, result: dict[str, Any]) -> None:
-        def write(conn: sqlite3.Connection) -> None:
-            raw = _meta(conn, HISTORY_KEY)
+        with self.store.transaction() as tx:
+            raw = tx.get_meta(HISTORY_KEY)
             history = json.loads(raw) if raw else []
             for item in history:
                 if item.get("id") == experiment_id:
                     item["result"] = result
-            _set_meta(conn, HISTORY_KEY, json.dumps(history))
-
-        self.store._write(write)
+            tx.set_meta(HISTORY_KEY, json.dumps(history))
 
 
 # -- pure functions ----------------------------------------------------------------------------
@@ -284,18 +266,23 @@ def decide(experiment: Experiment, rows: list[tuple[str, str, float | None]], *,
     return Decision(action, p_value, test, means, runs, reason, questions=len(shared) if test == "paired" else 0)
 
 
-def sign_flip_p(diffs: list[float], *, seed: int = SEED, resamples: int = RESAMPLES) -> float:
-    """Two-sided p-value that the mean paired difference is 0: under the null each difference's sign
-    is a coin flip. Uses the (hits + 1) / (resamples + 1) estimate, so it is never exactly 0."""
+def sign_flip_p(diffs: list[float], *, seed: int = SEED, resamples: int = RESAMPLES,
+                alternative: Literal["two-sided", "greater"] = "two-sided") -> float:
+    """p-value that the mean paired difference is 0: under the null each difference's sign is a coin
+    flip. ``two-sided`` counts sign flips whose sum is at least as far from 0 as observed;
+    ``greater`` (the alternative that the differences are positive) counts sums at least as large as
+    observed. Uses the (hits + 1) / (resamples + 1) estimate, so it is never exactly 0."""
     if not diffs:
         return 1.0
     rng = random.Random(seed)
-    observed = abs(sum(diffs)) - 1e-12  # tolerance: a resample equal to the observed sum counts as a hit
+    one_sided = alternative == "greater"
+    # tolerance: a resample equal to the observed sum counts as a hit
+    observed = (sum(diffs) if one_sided else abs(sum(diffs))) - 1e-12
     hits = 0
     for _ in range(resamples):
         bits = rng.getrandbits(len(diffs))
         total = sum(-d if bits >> i & 1 else d for i, d in enumerate(diffs))
-        hits += abs(total) >= observed
+        hits += (total if one_sided else abs(total)) >= observed
     return (hits + 1) / (resamples + 1)
 
 
@@ -335,15 +322,6 @@ def _read_experiment(raw: str | None) -> Experiment | None:
         return None
     experiment = Experiment.from_dict(json.loads(raw))
     return experiment if experiment.status == "running" else None
-
-
-def _meta(conn: sqlite3.Connection, key: str) -> str | None:
-    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-    return None if row is None else row[0]
-
-
-def _set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
-    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
 
 def _fmt(value: float | None) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 
 from tongyi_agent.config.training import OptimizationScheduleSettings
 from tongyi_agent.store import TrajectoryStore
-from tongyi_agent.store.rows import target_reward_sql
+from tongyi_agent.store.run_queries import recent_mean_reward
 
 LAST_COUNT_KEY = "schedule.last_count"
 LAST_STARTED_KEY = "schedule.last_started"
@@ -64,15 +64,7 @@ def check_triggers(store: TrajectoryStore, settings: OptimizationScheduleSetting
 
 def rolling_mean_reward(store: TrajectoryStore, target: str, window: int) -> float | None:
     """Mean target reward of the newest ``window`` runs that have one; None with fewer than ``window``."""
-    reward = target_reward_sql("r", ":name")
-    # Newest first through the (started_at, id) index; the correlated reward lookup uses its covering index.
-    row = store.connection.execute(
-        f"""SELECT COUNT(*), AVG(reward) FROM (
-                SELECT {reward} AS reward FROM runs r WHERE {reward} IS NOT NULL
-                ORDER BY r.started_at DESC, r.id DESC LIMIT :window)""",
-        {"name": target, "window": window},
-    ).fetchone()
-    count, mean = row[0], row[1]
+    count, mean = recent_mean_reward(store, target, window)
     return float(mean) if count >= window and mean is not None else None
 
 

@@ -33,7 +33,6 @@ import math
 import os
 import random
 import re
-import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -531,16 +530,11 @@ class PolicyStore:
         """Load, update and save in one write transaction, so two processes finishing runs at the
         same time cannot overwrite each other's update. Returns the updated policy."""
 
-        def work(conn: sqlite3.Connection) -> ToolPolicy:
-            row = conn.execute("SELECT value FROM meta WHERE key = ?", (POLICY_KEY,)).fetchone()
-            policy = self._from_json(None if row is None else row[0], arms, dim)
+        with self.store.transaction() as tx:
+            policy = self._from_json(tx.get_meta(POLICY_KEY), arms, dim)
             policy.update(arm_name, x, reward)
-            # set_meta would open a second transaction inside this one; write the row directly.
-            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                         (POLICY_KEY, json.dumps(policy.to_dict())))  # fmt: skip
+            tx.set_meta(POLICY_KEY, json.dumps(policy.to_dict()))
             return policy
-
-        return self.store._write(work)
 
     def _from_json(self, text: str | None, arms: Sequence[PolicyArm], dim: int) -> ToolPolicy:
         policy = self.fresh(arms, dim)

@@ -137,8 +137,44 @@ def m005_prompt_versions(conn: sqlite3.Connection) -> None:
     )
 
 
+def m006_experiences(conn: sqlite3.Connection) -> None:
+    # Confirmed runs kept as worked examples (store/experiences.py). One experience per run; deleting
+    # the run deletes it. The trajectory is compact JSON (tool calls, cited lines, final answer).
+    conn.execute(
+        """CREATE TABLE experiences (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id TEXT NOT NULL UNIQUE REFERENCES runs (id) ON DELETE CASCADE,
+            question TEXT NOT NULL,
+            root TEXT NOT NULL DEFAULT '',
+            trajectory TEXT NOT NULL,
+            answer TEXT NOT NULL,
+            model TEXT NOT NULL DEFAULT '',
+            dialect TEXT NOT NULL DEFAULT '',
+            prompt_version TEXT,
+            confirmed_by TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'active',
+            uses INTEGER NOT NULL DEFAULT 0,
+            failures INTEGER NOT NULL DEFAULT 0,
+            failure_streak INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            last_used_at REAL
+        )"""
+    )
+    # Retrieval looks at the newest active experiences of one root.
+    conn.execute("CREATE INDEX experiences_root_recent ON experiences (root, status, created_at)")
+    # Full-text index over the questions (bm25 ranking), kept in step by triggers.
+    conn.execute("CREATE VIRTUAL TABLE experiences_fts USING fts5(question, content='experiences', content_rowid='id')")
+    conn.execute("""CREATE TRIGGER experiences_fts_insert AFTER INSERT ON experiences BEGIN
+        INSERT INTO experiences_fts (rowid, question) VALUES (new.id, new.question); END""")
+    conn.execute("""CREATE TRIGGER experiences_fts_delete AFTER DELETE ON experiences BEGIN
+        INSERT INTO experiences_fts (experiences_fts, rowid, question) VALUES ('delete', old.id, old.question); END""")
+    conn.execute("""CREATE TRIGGER experiences_fts_update AFTER UPDATE OF question ON experiences BEGIN
+        INSERT INTO experiences_fts (experiences_fts, rowid, question) VALUES ('delete', old.id, old.question);
+        INSERT INTO experiences_fts (rowid, question) VALUES (new.id, new.question); END""")
+
+
 MIGRATIONS: list[Migration] = [m001_initial, m002_runs_ab_arm, m003_stats_indexes, m004_runs_cost,
-                               m005_prompt_versions]
+                               m005_prompt_versions, m006_experiences]
 
 
 def applied_migrations(conn: sqlite3.Connection) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -38,6 +39,26 @@ T = TypeVar("T")
 MIN_PREFIX = 6
 WRITE_ATTEMPTS = 5  # on top of SQLite's own 10 s busy timeout per attempt
 USER_FEEDBACK = "user_feedback"
+
+
+class StoreTransaction:
+    """What a caller may do inside :meth:`TrajectoryStore.transaction`: read and write ``meta`` keys.
+
+    Every call runs in the one open write transaction, so a read-modify-write (load a JSON value,
+    change it, save it) cannot interleave with another process doing the same."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else row[0]
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def delete_meta(self, key: str) -> None:
+        self._conn.execute("DELETE FROM meta WHERE key = ?", (key,))
 
 
 class TrajectoryStore:
@@ -130,13 +151,31 @@ class TrajectoryStore:
         return value
 
     def set_meta(self, key: str, value: str | None) -> None:
-        self._write(lambda c: c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value)))
+        with self.transaction() as tx:
+            tx.set_meta(key, value)
+
+    def delete_meta(self, key: str) -> None:
+        with self.transaction() as tx:
+            tx.delete_meta(key)
+
+    @contextmanager
+    def transaction(self) -> Iterator[StoreTransaction]:
+        """One write transaction (``BEGIN IMMEDIATE``), committed when the block ends and rolled back
+        if it raises. Use it for read-modify-write of ``meta`` values that must not race."""
+        self._begin()
+        try:
+            yield StoreTransaction(self._conn)
+            self._conn.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:  # SQLite may already have rolled back on some errors
+                self._conn.execute("ROLLBACK")
+            raise
 
     def reset(self) -> None:
         """Delete every row (runs, spans, rewards, feedback, meta); the schema and migrations stay."""
 
         def write(conn: sqlite3.Connection) -> None:
-            for table in ("feedback", "rewards", "spans", "runs", "meta"):
+            for table in ("experiences", "feedback", "rewards", "spans", "runs", "meta"):
                 conn.execute(f"DELETE FROM {table}")
 
         self._write(write)
@@ -244,7 +283,12 @@ class TrajectoryStore:
                 reward.created_at or now)  # fmt: skip
 
     def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``work`` in a BEGIN IMMEDIATE transaction, retrying a few times if the file stays locked.
+        """Run ``work`` in one write transaction (for the store's own modules, which write SQL)."""
+        with self.transaction():
+            return work(self._conn)
+
+    def _begin(self) -> None:
+        """``BEGIN IMMEDIATE``, retrying a few times if the file stays locked.
 
         IMMEDIATE takes the write lock up front, so SQLite's busy timeout applies; the retry loop
         covers the rare case where the timeout itself expires under heavy contention.
@@ -252,20 +296,11 @@ class TrajectoryStore:
         for attempt in range(WRITE_ATTEMPTS):
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
+                return
             except sqlite3.OperationalError as err:
                 if not _is_busy(err) or attempt == WRITE_ATTEMPTS - 1:
                     raise
                 time.sleep(0.05 * 2**attempt)
-                continue
-            try:
-                result = work(self._conn)
-                self._conn.execute("COMMIT")
-                return result
-            except BaseException:
-                if self._conn.in_transaction:  # SQLite may already have rolled back on some errors
-                    self._conn.execute("ROLLBACK")
-                raise
-        raise AssertionError("unreachable")
 
 
 def _is_busy(err: sqlite3.OperationalError) -> bool:
