@@ -75,7 +75,7 @@ def _coded(tmp_path: Path, server: FakeOpenAIServer) -> tuple[TrainingManager, P
         "model_id = fake-model\nmax_retries = 0\n")
     tasks = tmp_path / "tasks.jsonl"
     tasks.write_text("".join(json.dumps({"question": f"What is the code of item {i}?", "answer": f"CODE-{i}",
-                                         "root": "codes"}) + "\n" for i in range(24)))
+                                         "root": "codes"}) + "\n" for i in range(72)))  # test split >= 12
     server.add(*[_reply] * 400)
     return TrainingManager(root), tasks
 

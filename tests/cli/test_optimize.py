@@ -28,7 +28,8 @@ def _reply(request: dict[str, Any]) -> dict[str, Any]:
     return {"content": f"```\n{base}\n{INSTRUCTION}\n```" if "wrong: expected CODE-" in prompt else "```\nx\n```"}
 
 
-def _setup(project: Path, server: FakeOpenAIServer, n_tasks: int = 24) -> Path:
+def _setup(project: Path, server: FakeOpenAIServer, n_tasks: int = 72) -> Path:
+    """72 tasks: enough that the held-out split has the promotion gate's minimum of 12."""
     (project / "models.ini").write_text(
         f"[models]\ndefault = fake\n\n[fake]\nprovider = openai\nbase_url = {server.base_url}\n"
         "model_id = fake-model\nmax_retries = 0\n")

@@ -16,7 +16,6 @@ from tongyi_agent.learn.optimizer import (
     NotEnoughTasksError,
     Scorer,
     optimize_prompt,
-    paired_decision,
 )
 from tongyi_agent.learn.tasks import Task, split_tasks
 from tongyi_agent.llm.base import ChatMessage, ChatRequest, ChatResponse, Usage
@@ -48,7 +47,8 @@ def reflection(prompt: str) -> str:
     return f"```\n{SEED_PROMPT}\n```"
 
 
-def _tasks(root: Path, n: int = 24) -> list[Task]:
+def _tasks(root: Path, n: int = 72) -> list[Task]:
+    """Enough tasks that the held-out split has the gate's minimum of 12."""
     return [Task(question=f"What is the code of item {i}?", root=root, answer=f"CODE-{i}", id=f"t{i}")
             for i in range(n)]
 
@@ -82,7 +82,7 @@ def test_promotes_nothing_when_no_prompt_helps(tmp_path: Path) -> None:
 
 def test_rollout_budget_is_respected(tmp_path: Path) -> None:
     runner = _runner(tmp_path, rollouts=30)
-    report = optimize_prompt(runner, SEED_PROMPT, split_tasks(_tasks(tmp_path), seed=1), reflection=reflection,
+    report = optimize_prompt(runner, SEED_PROMPT, split_tasks(_tasks(tmp_path, 24), seed=1), reflection=reflection,
                              iterations=10, run_dir=tmp_path / "run", seed=1)
     # The search stops at its share; the held-out comparison (2 x test split) comes on top.
     assert report.rollouts <= 30 + 2 * report.splits["test"]
@@ -94,10 +94,12 @@ def test_too_few_tasks_is_an_error_not_a_success(tmp_path: Path) -> None:
                         iterations=1, run_dir=tmp_path / "run")
 
 
-def test_paired_decision_needs_more_wins_and_a_higher_mean() -> None:
-    assert paired_decision([0, 0, 1], [1, 1, 1])[0] is True
-    assert paired_decision([1, 0, 0], [0, 1, 0])[0] is False  # equal means
-    assert paired_decision([0.5, 0.5, 0.5, 0.0], [0.4, 0.4, 0.4, 1.0])[0] is False  # higher mean, more losses
+def test_a_winning_prompt_on_too_few_held_out_tasks_is_not_promoted(tmp_path: Path) -> None:
+    report = optimize_prompt(_runner(tmp_path), SEED_PROMPT, split_tasks(_tasks(tmp_path, 24), seed=1),
+                             reflection=reflection, iterations=3, run_dir=tmp_path / "run", seed=1)
+    assert report.best_test == 1.0 and report.seed_test == 0.0
+    assert not report.promoted and "usable held-out tasks" in report.decision
+    assert report.gate is not None and report.gate["n"] == report.splits["test"] < 12
 
 
 def test_rule_proposer_appends_one_rule_and_is_promoted(tmp_path: Path) -> None:

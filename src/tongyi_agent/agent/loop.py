@@ -40,6 +40,7 @@ class AgentSpec:
     context_tokens: int = 4096
     max_output_tokens: int = 512
     max_observation_chars: int | None = None  # default: about 40 % of the context window
+    examples: list[ChatMessage] = field(default_factory=list)  # worked examples, before the question
 
     def observation_cap(self) -> int:
         return self.max_observation_chars or int(self.context_tokens * 3.5 * 0.4)
@@ -60,13 +61,15 @@ class Agent:
         self.tool_context = tool_context or ToolContext(root=root)
 
     def variant(self, *, instructions: str | None = None, forced_answer: str | None = None,
-                root: Path | None = None, tools: ToolRegistry | None = None, max_steps: int | None = None) -> Agent:
-        """The same model with other prompt texts, root, tools or step budget (prompt candidates,
-        tasks, tool-policy arms)."""
+                root: Path | None = None, tools: ToolRegistry | None = None, max_steps: int | None = None,
+                examples: list[ChatMessage] | None = None) -> Agent:
+        """The same model with other prompt texts, root, tools, step budget or worked examples (prompt
+        candidates, tasks, tool-policy arms, experience memory)."""
         twin = copy.copy(self)
         twin.spec = dataclasses.replace(self.spec, instructions=instructions or self.spec.instructions,
                                         forced_answer=forced_answer or self.spec.forced_answer,
-                                        max_steps=max_steps or self.spec.max_steps)
+                                        max_steps=max_steps or self.spec.max_steps,
+                                        examples=self.spec.examples if examples is None else examples)
         twin.tools = tools or self.tools
         if root is not None:
             twin.root = root
@@ -86,7 +89,7 @@ class Agent:
         spec = self.spec
         budget = Budget(spec.max_steps, spec.max_tokens, spec.max_seconds)
         messages = [ChatMessage("system", self.dialect.system_prompt(spec.instructions, self.tools)),
-                    *(history or []), ChatMessage("user", question)]
+                    *spec.examples, *(history or []), ChatMessage("user", question)]
         steps: list[Step] = []
         usage = Usage()
         returned: list[SourceRef] = []

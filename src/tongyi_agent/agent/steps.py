@@ -61,6 +61,7 @@ class RunResult:
     error: str | None = None
     evidence: list[Evidence] = field(default_factory=list)
     routing: dict[str, str] | None = None  # set when the run switched to the fallback model
+    experiences: list[int] = field(default_factory=list)  # ids of the worked examples the run was shown
 
     @property
     def verification_rate(self) -> float | None:

@@ -17,6 +17,7 @@ from typer.core import TyperGroup
 
 from tongyi_agent import __version__
 from tongyi_agent.cli.console import EXIT_FAILED, err, fail, out
+from tongyi_agent.cli.memory import memory_app
 from tongyi_agent.cli.models import models_app
 from tongyi_agent.cli.prompts import prompts_app
 from tongyi_agent.cli.rollout import EPILOG as ROLLOUT_EPILOG
@@ -42,6 +43,7 @@ app = typer.Typer(cls=QuestionFirstGroup, add_completion=False, rich_markup_mode
                   pretty_exceptions_enable=False, context_settings={"help_option_names": ["-h", "--help"]})
 app.add_typer(models_app, name="models")
 app.add_typer(prompts_app, name="prompts")
+app.add_typer(memory_app, name="memory")
 app.command("rollout", epilog=ROLLOUT_EPILOG)(rollout_command)
 
 
@@ -66,7 +68,8 @@ def _version(value: bool) -> None:
 
 @app.command("ask", hidden=True, epilog=(
     "More: tongyi-cli models list|info|set|test manages model profiles; tongyi-cli prompts "
-    "list|show|diff|activate|rollback|add manages prompt versions; tongyi-cli rollout runs one task for "
+    "list|show|diff|activate|rollback|add manages prompt versions; tongyi-cli memory list|show|forget manages "
+    "the worked examples kept from confirmed runs; tongyi-cli rollout runs one task for "
     "Agent Lightning (each has --help)."))
 def main_command(
     question: Annotated[str | None, typer.Argument(
@@ -186,14 +189,14 @@ def main_command(
 
         raise typer.Exit(run_repl(settings, out, err, verbose=verbose, workspace=recording, offline=offline,
                                   cache_dir=workspace.training.data_dir(settings.root),
-                                  prompt=workspace.active_prompt()))
+                                  prompt=workspace.active_prompt(), memory=workspace))
     if question is None:
         question = sys.stdin.read()
     if not question.strip():
         raise fail("no question given: pass it as an argument or on stdin")
     raise typer.Exit(ask_once(settings, question.strip(), verbose=verbose, as_json=as_json, workspace=recording,
                               offline=offline, cache_dir=workspace.training.data_dir(settings.root),
-                              prompt=workspace.active_prompt()))
+                              prompt=workspace.active_prompt(), memory=workspace))
 
 
 def _optimize(settings: Settings, workspace: TrainingWorkspace, *, iterations: int | None, budget: int,
@@ -289,13 +292,13 @@ def _training_command(root: Path, *, training_stats: bool, as_json: bool, plot: 
 
 def ask_once(settings: Settings, question: str, *, verbose: bool, as_json: bool,
              workspace: TrainingWorkspace | None, offline: bool = False, cache_dir: Path | None = None,
-             prompt: PromptVersion | None = None) -> int:
+             prompt: PromptVersion | None = None, memory: TrainingWorkspace | None = None) -> int:
     from tongyi_agent.cli.render import print_result, result_dict
     from tongyi_agent.cli.session import AgentSession
     from tongyi_agent.llm.base import ModelError
 
     session = AgentSession(settings, err, verbose=verbose, workspace=workspace, offline=offline,
-                           cache_dir=cache_dir, prompt=prompt)
+                           cache_dir=cache_dir, prompt=prompt, memory=memory)
     try:
         result = session.ask(question)
     except ModelError as exc:

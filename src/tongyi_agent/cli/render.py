@@ -71,6 +71,7 @@ def result_dict(result: RunResult) -> dict[str, Any]:
         "evidence": [{"claim": e.claim, "source": e.source, "snippet": e.snippet, "verified": e.verified}
                      for e in result.evidence],
         "verification_rate": result.verification_rate,
+        "experiences": result.experiences,
     }
 
 

@@ -90,6 +90,16 @@ def print_learning(console: Console, stats: dict[str, Any]) -> None:
             mean = "—" if arm["mean_reward"] is None else f"{arm['mean_reward']:.3f}"
             table.add_row(arm["arm"], str(arm["pulls"]), mean)
         console.print(table)
+    memory = stats.get("memory") or {}
+    if memory.get("exist"):
+        console.print(f"Experience memory: {memory['exist']} experiences, {memory['active']} active, "
+                      f"{memory['retired']} retired")
+        for key, label in (("with", "with worked examples"), ("without", "without")):
+            row = memory.get(key) or {}
+            if row.get("runs"):
+                reward = "—" if row["mean_reward"] is None else f"{row['mean_reward']:.3f}"
+                console.print(f"  runs {label}: {row['runs']}, success rate {row['success_rate']:.1%}, "
+                              f"mean reward {reward}")
     schedule = stats.get("schedule") or {}
     if schedule.get("last_started"):
         started = schedule["last_started"]
@@ -101,7 +111,9 @@ def _adapter_run_line(label: str, size_key: str, unit: str, run: dict[str, Any])
     report = run.get("report") or {}
     line = f"Last {label} {run['id']} ({run.get('profile', '?')}): {run['status']}"
     if report:
-        base, tuned = report["base_scores"], report["adapter_scores"]
+        # None marks an errored run, left out of the gate and of these means.
+        base = [s for s in report["base_scores"] if s is not None]
+        tuned = [s for s in report["adapter_scores"] if s is not None]
         line += (f"; {report[size_key]} {unit}; held-out test "
                  f"{sum(base) / max(1, len(base)):.3f} -> {sum(tuned) / max(1, len(tuned)):.3f}; "
                  f"{'promoted as ' + str(report['promoted_profile']) if report['promoted'] else 'not promoted'}")

@@ -47,9 +47,10 @@ def split_command(line: str) -> tuple[str, str] | None:
 
 def run_repl(settings: Settings, out: Console, err: Console, *, verbose: bool = False,
              workspace: TrainingWorkspace | None = None, offline: bool = False,
-             cache_dir: Path | None = None, prompt: PromptVersion | None = None) -> int:
+             cache_dir: Path | None = None, prompt: PromptVersion | None = None,
+             memory: TrainingWorkspace | None = None) -> int:
     session = AgentSession(settings, err, verbose=verbose, workspace=workspace, offline=offline,
-                           cache_dir=cache_dir, prompt=prompt)
+                           cache_dir=cache_dir, prompt=prompt, memory=memory)
     try:
         return _loop(session, settings, out, err)
     finally:

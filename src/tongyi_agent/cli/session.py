@@ -17,6 +17,7 @@ from tongyi_agent.agent.steps import RunResult, Step
 from tongyi_agent.cli.render import step_line
 from tongyi_agent.config import ConfigError, Settings
 from tongyi_agent.learn.lifecycle import Lifecycle
+from tongyi_agent.learn.memory import ExperienceMemory
 from tongyi_agent.learn.recording import RunRecorder
 from tongyi_agent.learn.workspace import TrainingWorkspace
 from tongyi_agent.llm.base import ChatMessage
@@ -30,8 +31,12 @@ MAX_HISTORY_TURNS = 3  # earlier turns are dropped: the embedded model has a 4k 
 class AgentSession:
     def __init__(self, settings: Settings, console: Console, *, verbose: bool = False,
                  workspace: TrainingWorkspace | None = None, offline: bool = False,
-                 cache_dir: Path | None = None, prompt: PromptVersion | None = None) -> None:
+                 cache_dir: Path | None = None, prompt: PromptVersion | None = None,
+                 memory: TrainingWorkspace | None = None) -> None:
+        """``memory``: the project whose confirmed runs are shown as worked examples when runs are
+        not recorded (recorded runs take them from ``workspace``)."""
         self.settings = settings
+        self.memory_workspace = memory
         self.prompt = prompt  # the active prompt version; None = the packaged default texts
         self.workspace = workspace  # set when runs are recorded as training data
         self.offline = offline
@@ -39,6 +44,7 @@ class AgentSession:
         self._fallback: Agent | None = None
         self.last_run_id: str | None = None
         self._store: TrajectoryStore | None = None
+        self._memory_store: TrajectoryStore | None = None
         self._otel: list[OtelSink] | None = None
         self._loop = LoopRunner()
         self.console = console  # progress and step lines go to stderr so stdout stays clean
@@ -134,11 +140,15 @@ class AgentSession:
     def _run(self, agent: Agent, question: str, history: list[ChatMessage]) -> RunResult:
         fallback = self._fallback_factory()
         if self.workspace is None:
-            return self._loop.run(run_with_fallback(agent, question, history, fallback=fallback))
+            agent, shown = self._examples(agent, question)
+            result = self._loop.run(run_with_fallback(agent, question, history, fallback=fallback))
+            result.experiences = shown
+            return result
         recorder = RunRecorder.for_profile(self.store, self.workspace.training, self.settings.profile,
                                            sinks=self._sinks())
         lifecycle = Lifecycle(self.workspace, self.store)
         plan = lifecycle.plan(agent, self.prompt, question)
+        self._show_examples(plan.metadata.get("experiences") or [])
         recorded = self._loop.run(recorder.run(plan.agent, question, history, fallback=fallback, run_id=plan.run_id,
                                                ab_arm=plan.ab_arm, prompt_version=plan.prompt_version,
                                                metadata=plan.metadata))
@@ -146,6 +156,22 @@ class AgentSession:
         for note in lifecycle.after_run(recorded):
             self.console.print(note, style="cyan", markup=False)
         return recorded.result
+
+    def _examples(self, agent: Agent, question: str) -> tuple[Agent, list[int]]:
+        """Worked examples for an unrecorded run, from the project's store when it has one."""
+        workspace = self.memory_workspace
+        if workspace is None or not workspace.has_data():
+            return agent, []
+        if self._memory_store is None:
+            self._memory_store = workspace.open_store()
+        agent, shown = ExperienceMemory(self._memory_store, workspace.training).prepare(agent, question)
+        self._show_examples(shown)
+        return agent, shown
+
+    def _show_examples(self, shown: list[int]) -> None:
+        if self.verbose and shown:
+            self.console.print(f"worked examples from experiences {', '.join(map(str, shown))}"
+                               " (tongyi-cli memory show ID)", style="dim", markup=False)
 
     def _sinks(self) -> list[OtelSink]:
         """The OpenTelemetry exporter when OTEL_EXPORTER_OTLP_ENDPOINT is set (extra `otel`)."""
@@ -169,13 +195,15 @@ class AgentSession:
         self._loop.close()
         for sink in self._otel or []:
             sink.shutdown()
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        for store in (self._store, self._memory_store):
+            if store is not None:
+                store.close()
+        self._store = self._memory_store = None
 
     def rate_last(self, score: float) -> str:
         """Store user feedback for the last recorded run; returns its id."""
         if self.workspace is None or self.last_run_id is None:
             raise ValueError("no recorded run to rate: start the session with --train and ask a question first")
         self.store.add_feedback(self.last_run_id, score)
+        ExperienceMemory(self.store, self.workspace.training).review_run(self.last_run_id)  # confirmed, or rated down
         return self.last_run_id

@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 from tongyi_agent.cli.render_stats import print_learning, print_stats
+from tongyi_agent.learn.memory import ExperienceMemory
 from tongyi_agent.learn.workspace import TrainingWorkspace
 from tongyi_agent.store import StoreError
 
@@ -44,6 +45,7 @@ def feedback(workspace: TrainingWorkspace, run_prefix: str, score: float) -> str
     with workspace.open_store() as store:
         run_id = store.resolve_run_id(run_prefix)
         store.add_feedback(run_id, score)
+        ExperienceMemory(store, workspace.training).review_run(run_id)  # confirmed, or rated down
     return run_id
 
 

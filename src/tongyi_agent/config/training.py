@@ -24,6 +24,7 @@ __all__ = [
     "TRAINING_FILE",
     "ExperimentsSettings",
     "GrpoSettings",
+    "MemorySettings",
     "OptimizationScheduleSettings",
     "PerformanceMetricsSettings",
     "PromptOptimizationSettings",
@@ -73,6 +74,8 @@ class PromptOptimizationSettings(_Section):
     optimization_target: OptimizationTarget = Field("response_quality", description="Reward to maximize.")
     population_size: int = Field(4, gt=0, description="Candidate prompts kept per generation.")
     max_iterations: int = Field(5, gt=0, description="Generations per optimization run.")
+    use_history: bool = Field(True, description="Show worked examples from confirmed earlier runs.")
+    history_size: int = Field(50, gt=0, description="Most recent confirmed experiences eligible as examples.")
 
 
 class PerformanceMetricsSettings(_Section):
@@ -122,6 +125,14 @@ class GrpoSettings(_Section):
     beta: float = Field(0.0, ge=0, description="KL penalty towards the model before training (0: none).")
 
 
+class MemorySettings(_Section):
+    examples: int = Field(2, ge=0, le=10, description="Worked examples shown per run (0: none).")
+    trust_rewards: bool = Field(False, description="Also keep runs confirmed only by their target reward.")
+    min_reward: float = Field(0.9, ge=0, le=1, description="Target reward a run needs when trust_rewards is on.")
+    retire_after: int = Field(3, gt=0, description="Failed uses in a row that retire an experience.")
+    budget_share: float = Field(0.15, gt=0, le=0.15, description="Share of the context window examples may use.")
+
+
 SECTIONS: dict[str, type[_Section]] = {
     "training": TrainingSettings,
     "prompt_optimization": PromptOptimizationSettings,
@@ -131,6 +142,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "tool_policy": ToolPolicySettings,
     "sft": SftSettings,
     "grpo": GrpoSettings,
+    "memory": MemorySettings,
 }
 
 
@@ -147,6 +159,7 @@ class TrainingConfig(BaseModel):
     tool_policy: ToolPolicySettings = Field(default_factory=ToolPolicySettings)
     sft: SftSettings = Field(default_factory=SftSettings)
     grpo: GrpoSettings = Field(default_factory=GrpoSettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
     files: list[Path] = Field(default_factory=list)
 
     @property

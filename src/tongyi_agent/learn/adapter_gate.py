@@ -1,8 +1,8 @@
 """The held-out gate every trained LoRA adapter passes, and the promotion that follows a win.
 
 SFT and GRPO train differently but must be judged alike: the embedded model *with* the adapter
-against the same model *without* it, on the same held-out test tasks, with the paired rule prompt
-optimization uses (higher mean and more wins than losses). Promotion writes a profile
+against the same model *without* it, on the same held-out test tasks, through the one promotion gate
+that prompt optimization uses too (learn/gate.py). Promotion writes a profile
 ``<base>-<suffix>`` (base weights + ``lora = adapter``) into the user's models.ini, so the adapter is
 used by choosing that profile and undone by not choosing it.
 """
@@ -19,7 +19,8 @@ from tongyi_agent.agent.runtime import LoopRunner
 from tongyi_agent.config import Settings
 from tongyi_agent.config.profile_writer import upsert_profile
 from tongyi_agent.config.profiles import ModelProfile
-from tongyi_agent.learn.optimizer import AgentRunner, Budget, Scorer, paired_decision
+from tongyi_agent.learn.gate import GateReport, paired_gate
+from tongyi_agent.learn.optimizer import AgentRunner, Budget, Scorer
 from tongyi_agent.learn.tasks import Task
 from tongyi_agent.learn.workspace import TrainingWorkspace
 
@@ -28,25 +29,27 @@ EvalProgress = Callable[[str, int, int], None]  # (arm "base" | "adapter", tasks
 
 @dataclass
 class GateResult:
-    base_scores: list[float]
-    adapter_scores: list[float]
+    base_scores: list[float | None]  # None: the run errored
+    adapter_scores: list[float | None]
     promoted: bool
     decision: str
+    report: GateReport
 
 
 def gate_adapter(settings: Settings, profile: ModelProfile, adapter: Path, tasks: list[Task],
                  workspace: TrainingWorkspace, on_eval: EvalProgress) -> GateResult:
-    """Score ``profile`` without and with ``adapter`` on ``tasks``; decide with the paired rule."""
+    """Score ``profile`` without and with ``adapter`` on ``tasks``; decide with the promotion gate."""
     tuned = profile.model_copy(update={"lora": adapter})
     base = evaluate_profile(settings, profile, tasks, workspace, lambda d, n: on_eval("base", d, n))
     adapted = evaluate_profile(settings, tuned, tasks, workspace, lambda d, n: on_eval("adapter", d, n))
-    promoted, _, _, decision = paired_decision(base, adapted)
-    return GateResult(base, adapted, promoted, decision)
+    report = paired_gate(base, adapted, has_reference=[t.has_reference for t in tasks], target=workspace.target)
+    return GateResult(base, adapted, report.promoted, report.summary(), report)
 
 
 def evaluate_profile(settings: Settings, profile: ModelProfile, tasks: list[Task], workspace: TrainingWorkspace,
-                     on_done: Callable[[int, int], None]) -> list[float]:
-    """One agent run per task with ``profile``, scored like prompt optimization scores (task reward first)."""
+                     on_done: Callable[[int, int], None]) -> list[float | None]:
+    """One agent run per task with ``profile``, scored like prompt optimization scores (task reward first);
+    None where the model failed."""
     agent = build_agent(settings.model_copy(update={"profile": profile}))
     active = workspace.active_prompt()  # both arms answer with the prompt users get today
     instructions = active.components["system"] if active else agent.spec.instructions
@@ -56,7 +59,7 @@ def evaluate_profile(settings: Settings, profile: ModelProfile, tasks: list[Task
     try:
         scores = []
         for done, task in enumerate(tasks, 1):
-            scores.append(runner.run(task, {"system": instructions}).score)
+            scores.extend(runner.outcomes([task], {"system": instructions}))
             on_done(done, len(tasks))
         return scores
     finally:

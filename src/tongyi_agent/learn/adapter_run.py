@@ -77,8 +77,8 @@ class Verdict:
     """The held-out verdict on an adapter; SFT and GRPO reports extend it with what they trained."""
 
     test_tasks: int
-    base_scores: list[float]
-    adapter_scores: list[float]
+    base_scores: list[float | None]  # None: that run errored (left out of the gate)
+    adapter_scores: list[float | None]
     promoted: bool
     decision: str
     adapter_path: str  # the promoted copy, or the converted adapter in the run's folder
@@ -86,15 +86,20 @@ class Verdict:
 
     @property
     def base_accuracy(self) -> float:
-        return mean(self.base_scores) if self.base_scores else 0.0
+        return _mean(self.base_scores)
 
     @property
     def adapter_accuracy(self) -> float:
-        return mean(self.adapter_scores) if self.adapter_scores else 0.0
+        return _mean(self.adapter_scores)
 
     def fields(self) -> dict[str, Any]:
         """As keyword arguments for a report class that extends Verdict."""
         return {f.name: getattr(self, f.name) for f in dataclass_fields(Verdict)}
+
+
+def _mean(scores: list[float | None]) -> float:
+    usable = [s for s in scores if s is not None]
+    return mean(usable) if usable else 0.0
 
 
 def judge(settings: Settings, workspace: TrainingWorkspace, *, adapter_dir: Path, base_gguf: Path, work_dir: Path,

@@ -305,18 +305,6 @@ def permutation_p(a: list[float], b: list[float], *, seed: int = SEED, resamples
 
 # -- internals ---------------------------------------------------------------------------------
 
-# `ab_arm IS NOT NULL` lets SQLite use the partial index on ab_arm; the version check keeps runs of an
-# earlier experiment (same arm names, other versions) out.
-_EXPERIMENT_RUNS = """r.ab_arm IS NOT NULL AND r.started_at >= :started
-    AND ((r.ab_arm = 'control' AND r.prompt_version = :control)
-         OR (r.ab_arm = 'treatment' AND r.prompt_version = :treatment))"""
-
-
-def _params(experiment: Experiment, target: str) -> dict[str, Any]:
-    return {"started": experiment.started_at, "control": experiment.control, "treatment": experiment.treatment,
-            "name": target}
-
-
 def _read_experiment(raw: str | None) -> Experiment | None:
     if not raw:
         return None

@@ -1,9 +1,11 @@
 """What happens around each recorded run, wherever it runs (CLI, REPL, Python API):
 
 before: an A/B experiment may assign the run to an arm, and the run uses that arm's prompt; in rl
-mode the tool policy picks the tools, step budget and strategy hint;
-after: the tool policy learns from the run's reward (rl mode), a finished experiment is concluded
-(promotion or rollback), and the optimization schedule may start a background optimization.
+mode the tool policy picks the tools, step budget and strategy hint; the experience memory adds
+worked examples of similar confirmed runs;
+after: the memory counts the run as a use of its examples and keeps it if it is confirmed, the tool
+policy learns from the run's reward (rl mode), a finished experiment is concluded (promotion or
+rollback), and the optimization schedule may start a background optimization.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 
 from tongyi_agent.agent.loop import Agent
 from tongyi_agent.learn.experiments import ExperimentManager
+from tongyi_agent.learn.memory import ExperienceMemory
 from tongyi_agent.learn.recording import RecordedRun
 from tongyi_agent.learn.schedule import check_triggers, start_background
 from tongyi_agent.learn.tool_policy import (
@@ -42,7 +45,7 @@ class RunPlan:
     agent: Agent
     prompt_version: str | None
     ab_arm: str | None
-    metadata: dict[str, Any] = field(default_factory=dict)  # the tool-policy choice, in rl mode
+    metadata: dict[str, Any] = field(default_factory=dict)  # the tool-policy choice (rl mode), examples shown
 
 
 class Lifecycle:
@@ -55,6 +58,7 @@ class Lifecycle:
         self.rng = rng
         training = workspace.training
         self.experiments = ExperimentManager(store, training.experiments, workspace.target)
+        self.memory = ExperienceMemory(store, training)
         self._arms: list[PolicyArm] = []
 
     def plan(self, agent: Agent, active: PromptVersion | None, question: str) -> RunPlan:
@@ -70,6 +74,8 @@ class Lifecycle:
             plan = RunPlan(run_id, arm_agent, version.id, arm)
         if self.workspace.training.mode == "rl":
             self._choose_tools(plan, question)
+        plan.agent, shown = self.memory.prepare(plan.agent, question)
+        plan.metadata["experiences"] = shown
         return plan
 
     def _choose_tools(self, plan: RunPlan, question: str) -> None:
@@ -93,6 +99,8 @@ class Lifecycle:
         """Learn from the run (rl mode), conclude a finished experiment and honour the schedule;
         returns what happened, for the user."""
         notes: list[str] = []
+        if recorded is not None:
+            notes += self.memory.after_run(recorded.run_id)
         run = self.store.get_run(recorded.run_id) if recorded is not None else None
         if run is not None and "policy_arm" in run.metadata and self._arms:
             weight = self.workspace.training.tool_policy.cost_weight

@@ -4,15 +4,15 @@ The `gepa` package drives the search: it runs a candidate system prompt on a min
 tasks, shows a reflection model the trajectories with their scores and failures, takes the improved
 prompt it proposes, and keeps a Pareto front over the validation tasks. We own everything around it:
 the adapter that runs our agent, the rollout budget, and the decision. A candidate is activated only
-if it beats the active prompt on the held-out test tasks in a paired comparison over the same tasks;
-otherwise it is kept as a candidate and the report says so.
+if it passes the one promotion gate (learn/gate.py) against the active prompt on the held-out test
+tasks; otherwise it is kept as a candidate and the report says so.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import mean
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 from tongyi_agent.agent.loop import Agent
 from tongyi_agent.agent.runtime import LoopRunner
 from tongyi_agent.agent.steps import RunResult, ToolStep
+from tongyi_agent.learn.gate import GateReport, paired_gate
 from tongyi_agent.learn.rewards import compute_rewards, task_reward
 from tongyi_agent.learn.tasks import Splits, Task
 from tongyi_agent.llm.base import ChatMessage, ChatModel, ChatRequest, ModelError
@@ -105,6 +106,10 @@ class AgentRunner:
 
     def scores(self, tasks: Sequence[Task], candidate: Mapping[str, str]) -> list[float]:
         return [self.run(task, candidate).score for task in tasks]
+
+    def outcomes(self, tasks: Sequence[Task], candidate: Mapping[str, str]) -> list[float | None]:
+        """Scores for the gate: None where the model failed (the task is left out of both sides)."""
+        return [None if (r := self.run(task, candidate)).result is None else r.score for task in tasks]
 
     def _count(self, tokens: int) -> None:
         self.budget.rollouts += 1
@@ -210,17 +215,7 @@ class OptimizationReport:
     best_prompt: str
     iterations: int
     splits: dict[str, int] = field(default_factory=dict)
-
-
-def paired_decision(seed: list[float], best: list[float]) -> tuple[bool, int, int, str]:
-    """Promote only when the candidate wins on the same held-out tasks: higher mean and more wins."""
-    wins = sum(b > s for s, b in zip(seed, best, strict=True))
-    losses = sum(b < s for s, b in zip(seed, best, strict=True))
-    seed_mean, best_mean = mean(seed), mean(best)
-    if best_mean > seed_mean and wins > losses:
-        return True, wins, losses, f"held-out test {best_mean:.3f} vs {seed_mean:.3f} ({wins} wins, {losses} losses)"
-    return False, wins, losses, (f"not better on the held-out test: {best_mean:.3f} vs {seed_mean:.3f} "
-                                 f"({wins} wins, {losses} losses)")
+    gate: dict[str, Any] | None = None  # the held-out GateReport (learn/gate.py); None when nothing was judged
 
 
 def optimize_prompt(runner: AgentRunner, seed_prompt: str, splits: Splits, *, reflection: Callable[[str], str],
@@ -271,18 +266,27 @@ def optimize_prompt(runner: AgentRunner, seed_prompt: str, splits: Splits, *, re
         else seed_prompt
     seed_val = result.val_aggregate_scores[0]
     best_val = result.val_aggregate_scores[result.best_idx]
-    seed_scores = runner.scores(splits.test, {OPTIMIZED_COMPONENT: seed_prompt})
+    seed_scores = runner.outcomes(splits.test, {OPTIMIZED_COMPONENT: seed_prompt})
+    gate: GateReport | None = None
     if best_prompt.strip() == seed_prompt.strip():
         best_scores, promoted, wins, losses = seed_scores, False, 0, 0
         decision = "no candidate beat the seed prompt on validation"
     else:
-        best_scores = runner.scores(splits.test, {OPTIMIZED_COMPONENT: best_prompt})
-        promoted, wins, losses, decision = paired_decision(seed_scores, best_scores)
+        best_scores = runner.outcomes(splits.test, {OPTIMIZED_COMPONENT: best_prompt})
+        gate = paired_gate(seed_scores, best_scores, has_reference=[t.has_reference for t in splits.test],
+                           target=runner.scorer.target)
+        promoted, wins, losses, decision = gate.promoted, gate.wins, gate.losses, gate.summary()
     return OptimizationReport(
-        seed_validation=seed_val, best_validation=best_val, seed_test=mean(seed_scores),
-        best_test=mean(best_scores), test_wins=wins, test_losses=losses, rollouts=runner.budget.rollouts,
+        seed_validation=seed_val, best_validation=best_val, seed_test=_mean(seed_scores),
+        best_test=_mean(best_scores), test_wins=wins, test_losses=losses, rollouts=runner.budget.rollouts,
         tokens=runner.budget.tokens, promoted=promoted, decision=decision, best_prompt=best_prompt,
-        iterations=len(result.candidates) - 1, splits=sizes)
+        iterations=len(result.candidates) - 1, splits=sizes, gate=asdict(gate) if gate else None)
+
+
+def _mean(scores: Sequence[float | None]) -> float:
+    """Mean over the runs that did not error (0.0 when every run errored)."""
+    usable = [s for s in scores if s is not None]
+    return mean(usable) if usable else 0.0
 
 
 def _clean(text: str) -> str:

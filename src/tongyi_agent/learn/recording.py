@@ -97,6 +97,7 @@ class RunRecorder:
                             error=str(exc), seconds=time.time() - started_at, **common)
             self._write(run, recorder.spans, [])
             raise
+        result.experiences = [int(i) for i in (metadata or {}).get("experiences") or []]
         target = self.training.prompt_optimization.optimization_target
         rewards, value = rewards_for(result, self.training, task_answer=task_answer,
                                      task_answer_regex=task_answer_regex)

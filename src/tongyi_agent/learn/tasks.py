@@ -13,9 +13,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tongyi_agent.store import TrajectoryStore
+from tongyi_agent.store import USER_FEEDBACK, TrajectoryStore
 
 SPLITS = ("train", "validation", "test")
+CONFIRMED = 0.5  # a user rating from which a run's answer counts as confirmed
 
 
 class TaskFileError(ValueError):
@@ -109,14 +110,22 @@ def task_from_dict(data: dict[str, object], where: str, base_dir: Path, default_
 
 
 def tasks_from_runs(store: TrajectoryStore, root: Path, limit: int = 500) -> list[Task]:
-    """Distinct questions of successfully recorded runs under `root`; scored by the target reward."""
+    """Distinct questions of successfully recorded runs under `root`. An answer the user confirmed
+    (every rating of the run at least 0.5) is the task's reference answer; other tasks are scored
+    by the target reward."""
     seen: dict[str, Task] = {}
     for run in store.iter_runs():
-        if run.status == "failed" or run.question in seen or (run.root and Path(run.root) != root):
+        if run.status == "failed" or (run.root and Path(run.root) != root):
             continue
-        seen[run.question] = Task(question=run.question, root=root)
-        if len(seen) >= limit:
-            break
+        known = seen.get(run.question)
+        if known is not None and known.has_reference:
+            continue
+        ratings = [r.value for r in run.rewards if r.name == USER_FEEDBACK and r.value is not None]
+        confirmed = bool(ratings) and min(ratings) >= CONFIRMED and bool(run.answer.strip())
+        if known is None and len(seen) >= limit:
+            continue
+        if known is None or confirmed:
+            seen[run.question] = Task(question=run.question, root=root, answer=run.answer if confirmed else None)
     return list(seen.values())
 
 

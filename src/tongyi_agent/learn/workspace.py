@@ -15,6 +15,7 @@ from tongyi_agent.learn.recording import store_path
 from tongyi_agent.learn.schedule import schedule_status
 from tongyi_agent.learn.tool_policy import POLICY_KEY, PolicyArm, PolicyStore
 from tongyi_agent.store import (
+    ExperienceStore,
     TrajectoryStore,
     compute_stats,
     export_dpo,
@@ -77,6 +78,8 @@ class TrainingWorkspace:
         }
         stats["schedule"] = schedule_status(store)
         stats["tool_policy"] = _policy_summary(store)
+        experiences = ExperienceStore(store)
+        stats["memory"] = {**experiences.counts(), **experiences.usage_outcomes(self.target)}
         active = PromptStore(store).active()
         stats["active_prompt_version"] = active.id if active else None
         return stats

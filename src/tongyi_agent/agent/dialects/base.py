@@ -40,6 +40,15 @@ class Dialect(ABC):
         """A message from the loop itself (repeat guard, format error, forced answer)."""
         return ChatMessage(role="user", content=text)
 
+    @abstractmethod
+    def call_message(self, thought: str, call: ToolCall) -> ChatMessage:
+        """The assistant turn that makes ``call``, written as this protocol's model would write it
+        (worked examples from earlier runs are replayed in the model's own dialect)."""
+
+    @abstractmethod
+    def answer_message(self, thought: str, answer: str) -> ChatMessage:
+        """The assistant turn that gives the final ``answer`` in this protocol."""
+
 
 def looks_like_json(text: str) -> bool:
     stripped = text.strip()

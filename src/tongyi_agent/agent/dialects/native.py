@@ -36,6 +36,12 @@ class NativeDialect(Dialect):
         return ChatMessage(role="assistant", content=parsed.thought if parsed.tool_calls else response.content,
                            tool_calls=parsed.tool_calls)
 
+    def call_message(self, thought: str, call: ToolCall) -> ChatMessage:
+        return ChatMessage(role="assistant", content=thought, tool_calls=[call])
+
+    def answer_message(self, thought: str, answer: str) -> ChatMessage:
+        return ChatMessage(role="assistant", content=answer)
+
     def observation_messages(self, results: list[tuple[ToolCall, str]]) -> list[ChatMessage]:
         return [ChatMessage(role="tool", content=output, tool_call_id=call.id, name=call.name)
                 for call, output in results]

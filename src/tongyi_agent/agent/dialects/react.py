@@ -67,6 +67,14 @@ class ReactDialect(Dialect):
             return ParsedTurn(answer=text)
         return ParsedTurn(thought=thought, error="Write either an Action with an Action Input, or a Final Answer.")
 
+    def call_message(self, thought: str, call: ToolCall) -> ChatMessage:
+        return ChatMessage(role="assistant", content=f"Thought: {thought or 'I will look this up.'}\n"
+                                                     f"Action: {call.name}\nAction Input: {json.dumps(call.arguments)}")
+
+    def answer_message(self, thought: str, answer: str) -> ChatMessage:
+        return ChatMessage(role="assistant",
+                           content=f"Thought: {thought or 'I know the answer'}\nFinal Answer: {answer}")
+
     def observation_messages(self, results: list[tuple[ToolCall, str]]) -> list[ChatMessage]:
         body = "\n\n".join(f"Observation: {output}" for _, output in results)
         return [ChatMessage(role="user", content=body)]

@@ -76,6 +76,17 @@ class TongyiDialect(Dialect):
             calls.append(ToolCall(id=f"call_{n}", name=data["name"], arguments=arguments))
         return ParsedTurn(thought=thought, tool_calls=calls)
 
+    def call_message(self, thought: str, call: ToolCall) -> ChatMessage:
+        payload = json.dumps({"name": call.name, "arguments": call.arguments}, ensure_ascii=False)
+        return ChatMessage(role="assistant", content=f"{_think(thought)}<tool_call>\n{payload}\n</tool_call>")
+
+    def answer_message(self, thought: str, answer: str) -> ChatMessage:
+        return ChatMessage(role="assistant", content=f"{_think(thought)}<answer>{answer}</answer>")
+
     def observation_messages(self, results: list[tuple[ToolCall, str]]) -> list[ChatMessage]:
         body = "\n".join(f"<tool_response>\n{output}\n</tool_response>" for _, output in results)
         return [ChatMessage(role="user", content=body)]
+
+
+def _think(thought: str) -> str:
+    return f"<think>{thought}</think>\n" if thought else ""

@@ -1,0 +1,118 @@
+"""`tongyi-cli memory list|show|forget`: see and prune the worked examples the assistant has kept."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from tongyi_agent.cli.console import fail, out
+from tongyi_agent.config import ConfigError
+from tongyi_agent.learn.workspace import TrainingWorkspace
+from tongyi_agent.store import Experience, ExperienceStore, StoreError
+
+memory_app = typer.Typer(help="See and prune the experience memory: confirmed runs shown as worked examples.",
+                         no_args_is_help=True, add_completion=False, rich_markup_mode=None)
+
+RootOption = Annotated[Path, typer.Option("--root", "-r", help="Project folder whose training data is used.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+IdArgument = Annotated[int, typer.Argument(metavar="ID", help="Experience id (from memory list).")]
+
+
+@contextmanager
+def _experiences(root: Path) -> Iterator[ExperienceStore]:
+    """The project's experiences; a project without training data has none (nothing is created)."""
+    try:
+        workspace = TrainingWorkspace.load(root)
+        if not workspace.has_data():
+            raise StoreError(f"no training data under {workspace.store_path.parent}: record runs with --train")
+        with workspace.open_store() as store:
+            yield ExperienceStore(store)
+    except (ConfigError, StoreError, ValueError) as exc:
+        raise fail(str(exc.args[0]) if isinstance(exc, StoreError) and exc.args else str(exc)) from None
+
+
+def _when(timestamp: float | None) -> str:
+    return "—" if timestamp is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))
+
+
+@memory_app.command("list")
+def list_experiences(root: RootOption = Path("."), as_json: JsonOption = False,
+                     retired: Annotated[bool, typer.Option("--retired", help="Only retired experiences.")] = False,
+                     ) -> None:
+    """List the experiences, newest first: id, status, how confirmed, uses and failures, question."""
+    with _experiences(root) as store:
+        items = store.list(status="retired" if retired else None)
+    if as_json:
+        print(json.dumps([_summary(e) for e in items], ensure_ascii=False))
+        return
+    if not items:
+        out.print("No experiences yet: confirm runs with --feedback RUN 1, or record task runs that answer correctly.")
+        return
+    table = Table(title="Experiences (newest first)", title_justify="left")
+    for column in ("id", "status", "confirmed by", "uses", "failures", "created", "question"):
+        table.add_column(column, overflow="fold")
+    for e in items:
+        table.add_row(str(e.id), e.status, e.confirmed_by, str(e.uses), f"{e.failures} ({e.failure_streak} in a row)",
+                      _when(e.created_at), e.question)
+    out.print(table)
+
+
+@memory_app.command("show")
+def show(experience_id: IdArgument, root: RootOption = Path("."), as_json: JsonOption = False) -> None:
+    """Show one experience: the question, each tool call with its result, the cited lines, the answer."""
+    with _experiences(root) as store:
+        experience = _get(store, experience_id)
+    if as_json:
+        print(json.dumps(dataclasses.asdict(experience), ensure_ascii=False))
+        return
+    e = experience
+    out.print(f"Experience {e.id} ({e.status}; confirmed by {e.confirmed_by}; run {e.run_id})", markup=False)
+    out.print(f"Root: {e.root}   Model: {e.model}   Dialect: {e.dialect}   Prompt version: "
+              f"{e.prompt_version or 'packaged default'}", markup=False)
+    out.print(f"Uses: {e.uses}, failures: {e.failures} ({e.failure_streak} in a row), "
+              f"last used {_when(e.last_used_at)}", markup=False)
+    out.print(f"\nQuestion: {e.question}", markup=False)
+    for n, step in enumerate(e.trajectory.get("steps", []), 1):
+        if step.get("thought"):
+            out.print(f"  {n}. thought: {step['thought']}", markup=False)
+        out.print(f"  {n}. {step.get('tool')}({json.dumps(step.get('arguments'), ensure_ascii=False)})", markup=False)
+        observation = str(step.get("observation", ""))
+        shown = observation[:400] + " …" if len(observation) > 400 else observation
+        out.print("     " + shown.replace("\n", "\n     "), markup=False, highlight=False)
+    cited = e.trajectory.get("cited", [])
+    if cited:
+        out.print("Cited:", markup=False)
+        for c in cited:
+            out.print(f"  {c.get('path')}:{c.get('line')}  {c.get('text', '')}", markup=False, highlight=False)
+    out.print(f"Answer: {e.answer}", markup=False)
+
+
+@memory_app.command("forget")
+def forget(experience_id: IdArgument, root: RootOption = Path(".")) -> None:
+    """Delete one experience, so it is never shown as an example again (its recorded run stays)."""
+    with _experiences(root) as store:
+        _get(store, experience_id)
+        experience = store.forget(experience_id)
+    out.print(f"Forgot experience {experience.id}: {experience.question}", markup=False)
+
+
+def _get(store: ExperienceStore, experience_id: int) -> Experience:
+    try:
+        return store.get(experience_id)
+    except StoreError as exc:
+        raise fail(str(exc)) from None
+
+
+def _summary(e: Experience) -> dict[str, object]:
+    data = dataclasses.asdict(e)
+    data.pop("trajectory")
+    data["tool_calls"] = len(e.trajectory.get("steps", []))
+    return data

@@ -1,0 +1,161 @@
+"""Experience memory: confirmed runs become worked examples for similar later questions.
+
+A run is *confirmed* when
+- the user rated it 0.5 or more (``--feedback``, ``/good``, ``/rate``);
+- or its ``task`` reward is 1 on a known answer (task files, rollouts, benchmarks);
+- or, with ``[memory] trust_rewards = true``, its target reward is at least ``[memory] min_reward``,
+  every checked citation is verified and the answer was not forced.
+
+A run rated below 0.5, or wrong on a known answer, is never an example; rating a kept run down
+removes its experience. An experience keeps what a later run can copy: the question, each tool call
+with its arguments and (shortened) result, the lines the answer cited, and the answer.
+
+At question time (``[prompt_optimization] use_history``) the ``[memory] examples`` experiences most
+like the question, from the same root and among the ``history_size`` newest, are shown before the
+question in the model's own dialect. Each later recorded run that was shown examples counts as a
+use of them: a failed use extends an experience's failure streak (which lowers its rank), and
+``retire_after`` failures in a row retire it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from tongyi_agent.agent.dialects import DIALECTS, get_dialect
+from tongyi_agent.agent.examples import WorkedExample, render_examples
+from tongyi_agent.agent.loop import Agent
+from tongyi_agent.config.training import TrainingConfig
+from tongyi_agent.learn.tasks import CONFIRMED as CONFIRMED_FEEDBACK
+from tongyi_agent.llm.base import ChatResponse, ToolCall
+from tongyi_agent.store import USER_FEEDBACK, Experience, ExperienceStore, RunRecord, SpanRecord, TrajectoryStore
+
+OBSERVATION_CHARS = 2000  # what an experience keeps of each tool result; rendering shortens further
+
+
+def confirmation(run: RunRecord, training: TrainingConfig) -> str | None:
+    """Why ``run`` counts as confirmed (``feedback``, ``task`` or ``reward``), or None."""
+    if run.status == "failed":
+        return None
+    ratings = [r.value for r in run.rewards if r.name == USER_FEEDBACK and r.value is not None]
+    if any(value < CONFIRMED_FEEDBACK for value in ratings):
+        return None  # rated down once: never an example, whatever else it has
+    task = run.reward("task")
+    if task is not None and task < 1.0:
+        return None  # wrong (or only partly right) on a known answer
+    if ratings:
+        return "feedback"
+    if task is not None:
+        return "task"
+    memory = training.memory
+    target = run.reward(training.prompt_optimization.optimization_target)
+    if (memory.trust_rewards and target is not None and target >= memory.min_reward and run.status == "success"
+            and run.metadata.get("verification_rate") == 1.0):
+        return "reward"
+    return None
+
+
+def compact_trajectory(run: RunRecord, spans: Iterable[SpanRecord]) -> dict[str, Any]:
+    """The moves a later run can copy: each successful tool call with the thought before it, its
+    arguments and its result (capped), plus the lines the answer cited."""
+    dialect = get_dialect(run.dialect) if run.dialect in DIALECTS else None
+    steps: list[dict[str, Any]] = []
+    thought = ""
+    for span in spans:
+        if span.kind == "llm":
+            thought = _thought(dialect, span.output)
+            continue
+        if span.error is not None:
+            continue
+        output = span.output if isinstance(span.output, str) else str(span.output)
+        steps.append({"thought": thought, "tool": span.name,
+                      "arguments": span.input if isinstance(span.input, dict) else {},
+                      "observation": output[:OBSERVATION_CHARS]})
+        thought = ""  # a second call of the same turn has no thought of its own
+    cited = [{"path": s.get("path"), "line": s.get("line"), "text": s.get("text", "")}
+             for s in run.sources if isinstance(s, dict)]
+    return {"steps": steps, "cited": cited}
+
+
+def _thought(dialect: Any, output: Any) -> str:
+    if not isinstance(output, dict):
+        return ""
+    content = output.get("content") or ""
+    if dialect is None:
+        return ""
+    calls = [ToolCall(str(c.get("id", "")), str(c.get("name", "")), c.get("arguments") or {})
+             for c in output.get("tool_calls") or [] if isinstance(c, dict) and isinstance(c.get("arguments"), dict)]
+    names = {c.name for c in calls} or {"_"}
+    parsed = dialect.parse(ChatResponse(content=content, tool_calls=calls), names)
+    return parsed.thought.strip()[:300]
+
+
+def use_succeeded(run: RunRecord, training: TrainingConfig) -> bool:
+    """Whether a run that was shown examples went well: correct on a known answer, else answered
+    by itself with a target reward of at least ``[memory] min_reward``."""
+    task = run.reward("task")
+    if task is not None:
+        return task >= 1.0
+    target = run.reward(training.prompt_optimization.optimization_target)
+    return run.status == "success" and target is not None and target >= training.memory.min_reward
+
+
+class ExperienceMemory:
+    """The experience memory of one project's store, with the project's training settings."""
+
+    def __init__(self, store: TrajectoryStore, training: TrainingConfig) -> None:
+        self.store = store
+        self.training = training
+        self.experiences = ExperienceStore(store)
+
+    @property
+    def enabled(self) -> bool:
+        return self.training.prompt_optimization.use_history and self.training.memory.examples > 0
+
+    def retrieve(self, question: str, root: str) -> list[Experience]:
+        if not self.enabled:
+            return []
+        return self.experiences.similar(question, root, limit=self.training.memory.examples,
+                                        recent=self.training.prompt_optimization.history_size)
+
+    def prepare(self, agent: Agent, question: str) -> tuple[Agent, list[int]]:
+        """``agent`` with the worked examples for ``question`` (within the token budget), and their ids."""
+        found = self.retrieve(question, str(agent.root))
+        if not found:
+            return agent, []
+        examples = [WorkedExample.from_trajectory(e.id, e.question, e.answer, e.trajectory) for e in found]
+        budget = int(agent.spec.context_tokens * self.training.memory.budget_share)
+        messages, shown = render_examples(examples, agent.dialect, budget_tokens=budget)
+        return (agent.variant(examples=messages), shown) if shown else (agent, [])
+
+    def after_run(self, run_id: str) -> list[str]:
+        """Count the run as a use of the examples it was shown, and keep it if it is confirmed.
+        Returns notes for the user (retirements)."""
+        run = self.store.get_run(run_id)
+        notes = []
+        used = [int(i) for i in run.metadata.get("experiences") or []]
+        if used:
+            retired = self.experiences.record_use(used, success=use_succeeded(run, self.training),
+                                                  retire_after=self.training.memory.retire_after)
+            notes += [f"experience {i} retired after {self.training.memory.retire_after} failed uses in a row"
+                      for i in retired]
+        self.review(run)
+        return notes
+
+    def review(self, run: RunRecord) -> Experience | None:
+        """Keep ``run`` as an experience when it is confirmed; drop its experience when it no longer is
+        (rated down). Returns the experience kept, if any."""
+        reason = confirmation(run, self.training)
+        if reason is None:
+            self.experiences.forget_run(run.id)
+            return None
+        trajectory = compact_trajectory(run, self.store.iter_spans(run.id))
+        if not trajectory["steps"]:
+            return None  # nothing was looked up: nothing to show how it was done
+        return self.experiences.add(run_id=run.id, question=run.question, root=run.root, trajectory=trajectory,
+                                    answer=run.answer, model=run.model, dialect=run.dialect,
+                                    prompt_version=run.prompt_version, confirmed_by=reason)
+
+    def review_run(self, run_id: str) -> Experience | None:
+        """:meth:`review` by id (after feedback was added)."""
+        return self.review(self.store.get_run(run_id))

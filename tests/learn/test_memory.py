@@ -1,0 +1,161 @@
+"""Experience memory: which runs become worked examples, retrieval at question time, retirement."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tongyi_agent.agent.dialects import get_dialect
+from tongyi_agent.agent.loop import Agent
+from tongyi_agent.agent.runtime import LoopRunner
+from tongyi_agent.config.training import MemorySettings, TrainingConfig
+from tongyi_agent.learn.lifecycle import Lifecycle
+from tongyi_agent.learn.memory import ExperienceMemory, confirmation
+from tongyi_agent.learn.recording import RecordedRun, RunRecorder
+from tongyi_agent.learn.workspace import TrainingWorkspace
+from tongyi_agent.llm.scripted import ScriptedModel
+from tongyi_agent.store import ExperienceStore, RewardRecord, RunRecord, TrajectoryStore
+from tongyi_agent.tools import default_registry
+
+SEARCH = 'Thought: I will search.\nAction: search_files\nAction Input: {"query": "billing port"}'
+ANSWER = "Thought: I know the answer\nFinal Answer: The billing service listens on port 8443."
+WRONG = "Thought: I know the answer\nFinal Answer: Port 80."
+
+
+def _run(**fields: object) -> RunRecord:
+    fields.setdefault("status", "success")
+    return RunRecord(question="q", answer="a", **fields)  # type: ignore[arg-type]
+
+
+def test_confirmation_rules() -> None:
+    plain = TrainingConfig()
+    feedback = RewardRecord("user_feedback", 0.9, "user")
+    down = RewardRecord("user_feedback", 0.2, "user")
+    right, wrong = RewardRecord("task", 1.0, "task"), RewardRecord("task", 0.4, "task")
+    quality = RewardRecord("response_quality", 1.0)
+    assert confirmation(_run(rewards=[feedback]), plain) == "feedback"
+    assert confirmation(_run(rewards=[right]), plain) == "task"
+    assert confirmation(_run(rewards=[wrong, feedback]), plain) is None  # wrong on a known answer: never
+    assert confirmation(_run(rewards=[right, feedback, down]), plain) is None  # rated down once: never
+    assert confirmation(_run(status="failed", rewards=[feedback]), plain) is None
+    verified = {"verification_rate": 1.0}
+    assert confirmation(_run(rewards=[quality], metadata=verified), plain) is None  # rewards untrusted by default
+    trusting = TrainingConfig(memory=MemorySettings(trust_rewards=True, min_reward=0.9))
+    assert confirmation(_run(rewards=[quality], metadata=verified), trusting) == "reward"
+    assert confirmation(_run(rewards=[quality], metadata={"verification_rate": 0.5}), trusting) is None
+    assert confirmation(_run(status="forced", rewards=[quality], metadata=verified), trusting) is None
+
+
+class _Project:
+    """A project with recording on, running questions through the product's Lifecycle and RunRecorder."""
+
+    def __init__(self, root: Path) -> None:
+        self.workspace = TrainingWorkspace.load(root, enabled=True)
+        self.store: TrajectoryStore = self.workspace.open_store()
+        self.loop = LoopRunner()
+
+    def ask(self, question: str, replies: list[object], *, answer: str | None = "8443") -> tuple[RecordedRun,
+                                                                                                   ScriptedModel]:
+        model = ScriptedModel(replies)  # type: ignore[arg-type]
+        agent = Agent(model, default_registry(["search_files", "read_file"]), get_dialect("react"),
+                      self.workspace.root)
+        lifecycle = Lifecycle(self.workspace, self.store)
+        plan = lifecycle.plan(agent, None, question)
+        recorder = RunRecorder(self.store, self.workspace.training, backend="scripted", dialect="react")
+        recorded = self.loop.run(recorder.run(plan.agent, question, run_id=plan.run_id, metadata=plan.metadata,
+                                              task_answer=answer))
+        lifecycle.after_run(recorded)
+        return recorded, model
+
+    def close(self) -> None:
+        self.loop.close()
+        self.store.close()
+
+
+def test_correct_task_runs_become_examples_for_similar_questions(project: Path) -> None:
+    p = _Project(project)
+    try:
+        first, _ = p.ask("Which port does the billing service listen on?", [SEARCH, ANSWER])
+        kept = ExperienceStore(p.store).by_run(first.run_id)
+        assert kept is not None and kept.confirmed_by == "task" and kept.root == str(project)
+        step = kept.trajectory["steps"][0]
+        assert (step["tool"], step["arguments"], step["thought"]) == ("search_files", {"query": "billing port"},
+                                                                      "I will search.")
+        assert "8443" in step["observation"] and kept.trajectory["cited"][0]["path"] == "services/billing.md"
+        wrong, _ = p.ask("Which port does billing use?", [SEARCH, WRONG])
+        assert ExperienceStore(p.store).by_run(wrong.run_id) is None  # wrong on a known answer
+
+        later, model = p.ask("On which port does the billing service listen?", [ANSWER])
+        assert later.result.experiences == [kept.id]
+        assert p.store.get_run(later.run_id).metadata["experiences"] == [kept.id]
+        sent = model.calls[0].messages
+        assert sent[1].content.endswith("Which port does the billing service listen on?")
+        assert sent[2].content.startswith("Thought: I will search.\nAction: search_files")
+        assert sent[-1].content == "On which port does the billing service listen?"
+        # The wrong run was shown it too: one failed use, then the correct one ended the streak.
+        used = ExperienceStore(p.store).get(kept.id)
+        assert (used.uses, used.failures, used.failure_streak) == (2, 1, 0)
+    finally:
+        p.close()
+
+
+def test_examples_stay_within_the_budget_share_of_the_context(project: Path) -> None:
+    p = _Project(project)
+    try:
+        p.ask("Which port does the billing service listen on?", [SEARCH, ANSWER])
+        p.ask("Which port does the billing service use?", [SEARCH, ANSWER])
+        memory = ExperienceMemory(p.store, p.workspace.training)
+        agent = Agent(ScriptedModel([]), default_registry(["search_files"]), get_dialect("react"), project)
+        prepared, shown = memory.prepare(agent, "Which port is the billing service on?")
+        assert len(shown) == 2
+        chars = sum(len(m.content) for m in prepared.spec.examples)
+        assert chars <= 0.15 * agent.spec.context_tokens * 3.5
+        off = TrainingConfig(prompt_optimization={"use_history": False})  # type: ignore[arg-type]
+        assert ExperienceMemory(p.store, off).prepare(agent, "Which port is the billing service on?")[1] == []
+    finally:
+        p.close()
+
+
+def test_three_failed_uses_in_a_row_retire_an_experience(project: Path) -> None:
+    p = _Project(project)
+    try:
+        first, _ = p.ask("Which port does the billing service listen on?", [SEARCH, ANSWER])
+        kept = ExperienceStore(p.store).by_run(first.run_id)
+        assert kept is not None
+        for n in range(3):
+            later, _ = p.ask(f"Which port does the billing service listen on, try {n}?", [WRONG])
+            assert later.result.experiences == [kept.id]
+        retired = ExperienceStore(p.store).get(kept.id)
+        assert (retired.status, retired.uses, retired.failure_streak) == ("retired", 3, 3)
+        last, _ = p.ask("Which port does the billing service listen on, again?", [WRONG])
+        assert last.result.experiences == []
+        stats = p.workspace.stats(p.store)["memory"]
+        assert (stats["exist"], stats["active"], stats["retired"]) == (1, 0, 1)
+        assert stats["with"]["runs"] == 3 and stats["without"]["runs"] == 2
+    finally:
+        p.close()
+
+
+def test_rating_a_kept_run_down_removes_its_experience(project: Path) -> None:
+    p = _Project(project)
+    try:
+        first, _ = p.ask("Which port does the billing service listen on?", [SEARCH, ANSWER], answer=None)
+        memory = ExperienceMemory(p.store, p.workspace.training)
+        assert ExperienceStore(p.store).by_run(first.run_id) is None  # no known answer, no rating yet
+        p.store.add_feedback(first.run_id, 1.0)
+        assert memory.review_run(first.run_id) is not None
+        p.store.add_feedback(first.run_id, -1.0)
+        assert memory.review_run(first.run_id) is None
+        assert ExperienceStore(p.store).by_run(first.run_id) is None
+        p.store.add_feedback(first.run_id, 1.0)
+        assert memory.review_run(first.run_id) is None  # rated down once: never again
+    finally:
+        p.close()
+
+
+def test_runs_without_tool_calls_are_not_kept(project: Path) -> None:
+    p = _Project(project)
+    try:
+        run, _ = p.ask("What is the billing port?", [ANSWER])
+        assert ExperienceStore(p.store).by_run(run.run_id) is None
+    finally:
+        p.close()
