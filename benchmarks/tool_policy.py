@@ -168,7 +168,8 @@ class PolicyBench:
         o = self.options
         training = TrainingConfig(
             training=TrainingSettings(enabled=True, mode=mode, training_data_path=self.data_dir),
-            prompt_optimization=PromptOptimizationSettings(optimization_target=o.target),
+            # The experience memory is off: this benchmark isolates what the tool policy learns.
+            prompt_optimization=PromptOptimizationSettings(optimization_target=o.target, use_history=False),
             tool_policy=ToolPolicySettings(policy=o.policy, exploration=exploration, epsilon=epsilon,
                                            cost_weight=o.cost_weight))
         return TrainingWorkspace(self.data_dir, training, {})
