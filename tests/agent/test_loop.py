@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.agent.conftest import BILLING_LINE
+from tongyi_agent.agent.budget import Budget
 from tongyi_agent.agent.dialects import NativeDialect, ReactDialect, TongyiDialect
 from tongyi_agent.agent.loop import NOT_FOUND, Agent, AgentSpec
 from tongyi_agent.agent.steps import ModelStep, NoteStep, Step, ToolStep
@@ -126,11 +127,27 @@ async def test_token_budget_forces_an_answer(project: Path) -> None:
     assert model.calls[1].request.tools is None
 
 
-async def test_time_budget_forces_an_answer(project: Path) -> None:
+async def test_no_time_left_ends_the_run_without_a_model_call(project: Path) -> None:
     model = ScriptedModel(["Not found in the files."])
     result = await agent(model, project, max_seconds=0).run(QUESTION)
-    assert result.stop_reason == "forced" and model.calls[0].request.tools is None
-    assert "time limit" in model.calls[0].messages[-1].content
+    assert result.stop_reason == "deadline" and model.calls == []
+    assert result.answer == "I could not finish within the time limit of 0 s."
+    assert "time limit of 0 s was reached" in result.steps[-1].text
+
+
+def test_the_answer_is_forced_when_only_the_reserve_is_left() -> None:
+    budget = Budget(max_seconds=10)
+    assert budget.reserve == 2 and budget.exhausted() is None
+    budget.started -= 8.5  # as if 8.5 s had passed: less than the 2 s reserve is left
+    assert budget.exhausted() == "time limit of 10 s almost reached"
+    assert budget.tool_deadline == budget.deadline - 2 and 1 < budget.remaining() < 2
+
+
+async def test_the_forced_answer_gets_the_time_left_as_its_timeout(project: Path) -> None:
+    model = ScriptedModel(["Not found in the files."])
+    result = await agent(model, project, max_seconds=1e-9 + 300).run(QUESTION)
+    assert result.stop_reason == "answer"
+    assert 0 < model.calls[0].request.timeout <= 300
 
 
 def counting_registry(calls: list[str]) -> ToolRegistry:

@@ -12,7 +12,7 @@ from tongyi_agent.config.errors import ConfigError
 from tongyi_agent.config.settings import Settings, user_cache_dir
 from tongyi_agent.llm.base import ChatModel
 from tongyi_agent.llm.registry import build_model
-from tongyi_agent.tools import default_registry
+from tongyi_agent.tools import default_registry, tool_time_limit
 from tongyi_agent.tools.base import ToolContext
 
 
@@ -30,7 +30,7 @@ def build_agent(settings: Settings, *, on_step: Callable[[Step], None] | None = 
     offline = offline or _env_flag(settings, "TONGYI_OFFLINE")
     context = ToolContext(root=settings.root, cache_dir=cache_dir, offline=offline, env=settings.env)
     try:
-        tools = default_registry(profile.tool_names())
+        tools = default_registry(profile.tool_names(), timeout=tool_time_limit(settings.env))
     except ValueError as exc:
         raise ConfigError(f"models.ini [{profile.name}] tools: {exc}") from None
     return Agent(model, tools, get_dialect(profile.dialect), settings.root, spec, on_step=on_step,

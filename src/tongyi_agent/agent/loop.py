@@ -22,10 +22,13 @@ from tongyi_agent.agent.dialects import Dialect
 from tongyi_agent.agent.evidence import verify
 from tongyi_agent.agent.prompts import load_prompt
 from tongyi_agent.agent.steps import ModelStep, NoteStep, ParsedTurn, RunResult, Step, ToolStep
-from tongyi_agent.llm.base import ChatMessage, ChatModel, ToolCall, Usage
+from tongyi_agent.llm.base import ChatMessage, ChatModel, ChatRequest, ChatResponse, DeadlineError, ToolCall, Usage
 from tongyi_agent.tools.base import SourceRef, ToolContext, ToolRegistry, ToolResult
 
+# A backend's own timeout fires at the deadline; this much later the loop stops waiting regardless.
+DEADLINE_GRACE_S = 0.25
 NOT_FOUND = "I could not find the answer in the files within the budget."
+DEADLINE = "I could not finish within the time limit of {seconds} s."
 
 
 @dataclass
@@ -96,7 +99,8 @@ class Agent:
         seen_calls: set[str] = set()
         repeats = 0
         names = set(self.tools.names())
-        ctx = self.tool_context
+        # Tools stop at the tool deadline, leaving the reserve for the forced answer.
+        ctx = dataclasses.replace(self.tool_context, deadline=budget.tool_deadline)
         forced_reason: str | None = None
         answer: str | None = None
         tainted = False
@@ -109,8 +113,10 @@ class Agent:
             request = self.dialect.request(self.tools, final=final, grammar_ok=self.model.supports_grammar)
             request.max_tokens = spec.max_output_tokens
             started = time.monotonic()
-            response = await self.model.chat(fit_messages(messages, spec.context_tokens, spec.max_output_tokens),
-                                             request)
+            response = await self._chat_within(budget, steps, messages, request)
+            if response is None:  # the deadline passed before the model answered
+                answer, forced_reason = _fill(DEADLINE, seconds=f"{spec.max_seconds:g}"), "deadline"
+                break
             budget.spend(model_calls=1, tokens=response.usage.total_tokens)
             usage.add(response.usage)
             parsed = self.dialect.parse(response, set() if final else names)
@@ -156,9 +162,29 @@ class Agent:
 
         answer = strip_model_sources(answer)
         sources = select_sources(answer, question, returned)
+        stop = "deadline" if forced_reason == "deadline" else "forced" if forced_reason else "answer"
         return RunResult(question=question, answer=answer, sources=sources, steps=steps, model=self.model.name,
-                         seconds=budget.elapsed, usage=usage, stop_reason="forced" if forced_reason else "answer",
+                         seconds=budget.elapsed, usage=usage, stop_reason=stop,
                          evidence=verify(answer, sources, returned))
+
+    async def _chat_within(self, budget: Budget, steps: list[Step], messages: list[ChatMessage],
+                           request: ChatRequest) -> ChatResponse | None:
+        """One model call that gives up at the run's deadline (retries included); None when it did.
+
+        Remote backends get the time left as their request timeout. The embedded backend cannot be
+        interrupted mid-generation: the run ends at the deadline and its thread finishes on its own."""
+        left = budget.remaining()
+        if left > 0:
+            request.timeout = left
+            try:
+                return await asyncio.wait_for(
+                    self.model.chat(fit_messages(messages, self.spec.context_tokens, self.spec.max_output_tokens),
+                                    request), left + DEADLINE_GRACE_S)
+            except (TimeoutError, DeadlineError):
+                pass  # wait_for gave up, or the backend's time (retries included) ran out
+        self._emit(steps, NoteStep(len(steps), f"the run's time limit of {self.spec.max_seconds:g} s was reached "
+                                               "before the model answered; the call was abandoned"))
+        return None
 
     def _emit(self, steps: list[Step], step: Step) -> None:
         steps.append(step)

@@ -1,12 +1,16 @@
 """`tongyi-cli`: ask a question about a folder, or open an interactive session.
 
-Exit codes: 0 answered; 1 the model or run failed; 2 bad input or configuration.
+Exit codes: 0 answered; 1 the model or run failed (or --timeout passed before an answer); 2 bad input or
+configuration; 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import threading
+import time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -84,7 +88,9 @@ def main_command(
     model_id: Annotated[str | None, typer.Option(help="Model name to request from the server.")] = None,
     max_steps: Annotated[int | None, typer.Option(
         help="Model calls per question before the answer is forced (default 8).")] = None,
-    timeout: Annotated[float | None, typer.Option(help="Seconds per question before a forced answer (default 300).")]
+    timeout: Annotated[float | None, typer.Option(help=(
+        "Deadline per question in seconds (default 300): model calls, retries and tools never run past it; the "
+        "answer is forced when a fifth (at most 30 s) is left, and work still running then is abandoned."))]
     = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print each step as it happens.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help=(
@@ -313,12 +319,41 @@ def ask_once(settings: Settings, question: str, *, verbose: bool, as_json: bool,
         print(json.dumps({**result_dict(result), "run_id": session.last_run_id}, ensure_ascii=False))
     else:
         print_result(out, result, run_id=session.last_run_id)
-    return 0
+    return EXIT_FAILED if result.stop_reason == "deadline" else 0
 
 
 def main() -> None:
     try:
         app()
-    except KeyboardInterrupt:  # pragma: no cover - interactive only
-        sys.exit(130)
+        code: int | str | None = 0
+    except KeyboardInterrupt:
+        err.print("Error: interrupted", style="red", markup=False)
+        code = 130
+    except SystemExit as exc:
+        code = exc.code
+    _exit(code)
+
+
+def _exit(code: int | str | None) -> None:
+    """Exit now, even when a thread is still busy with abandoned work.
+
+    A tool or an embedded generation abandoned at the deadline (or by Ctrl-C) cannot be stopped from
+    outside its thread, and the interpreter would wait for it at exit. Everything worth keeping is
+    written by then (the store commits each run before the command returns), so leave without
+    waiting; sandboxes die with us (PR_SET_PDEATHSIG)."""
+    if isinstance(code, str):
+        err.print(code, markup=False)
+        code = 1
+    code = code or 0
+    # Idle pool workers end on their own once the session's event loop is closed; give them a moment.
+    until = time.monotonic() + 0.5
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join(max(0.0, until - time.monotonic()))
+    busy = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if not busy:
+        sys.exit(code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 

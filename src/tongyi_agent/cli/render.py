@@ -91,7 +91,8 @@ def print_result(console: Console, result: RunResult, run_id: str | None = None)
         for item in unverified:
             where = f" [{item.source}]" if item.source else " [no supporting tool result]"
             console.print(Text.assemble(("  ! ", "yellow"), _short(item.claim, 120), (where, "dim")))
-    note = " (budget reached, answer forced)" if result.stop_reason == "forced" else ""
+    note = {"forced": " (budget reached, answer forced)",
+            "deadline": " (time limit reached before an answer; unfinished work abandoned)"}.get(result.stop_reason, "")
     recorded = f" · recorded as run {run_id[:12]}" if run_id else ""
     console.print(f"{result.model} · {_count(result.model_calls, 'model call')} · "
                   f"{_count(len(result.tool_calls), 'tool call')} · "

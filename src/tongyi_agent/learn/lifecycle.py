@@ -85,8 +85,8 @@ class Lifecycle:
         x = features(question, root_stats(agent.root))
         arm = self._policies().load(arms).choose(x)
         instructions = f"{agent.spec.instructions}\n{arm.hint}" if arm.hint else None
-        plan.agent = agent.variant(instructions=instructions, tools=default_registry(arm.tools),
-                                   max_steps=arm.max_steps)
+        tools = default_registry(arm.tools, timeout=agent.tools.timeout)
+        plan.agent = agent.variant(instructions=instructions, tools=tools, max_steps=arm.max_steps)
         plan.metadata = run_policy_metadata(arm, x)
         self._arms = arms
 

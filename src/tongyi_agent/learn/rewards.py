@@ -72,7 +72,7 @@ class Reward:
 def is_answered(result: RunResult) -> bool:
     """An answer is present and is not the loop's fallback or a short "not found" admission."""
     answer = result.answer.strip()
-    if not answer or result.stop_reason == "error" or answer == NOT_FOUND:
+    if not answer or result.stop_reason in ("error", "deadline") or answer == NOT_FOUND:
         return False
     return not (len(answer) <= _NOT_FOUND_MAX_CHARS and _NOT_FOUND.search(answer))
 

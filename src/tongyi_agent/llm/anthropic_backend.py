@@ -22,7 +22,17 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from tongyi_agent.llm.base import ChatMessage, ChatRequest, ChatResponse, ModelError, ToolCall, Usage
-from tongyi_agent.llm.retry import Attempt, Retry, Verdict, retry_after_seconds, scrub, with_fallback, with_retries
+from tongyi_agent.llm.retry import (
+    Attempt,
+    Retry,
+    Verdict,
+    deadline_after,
+    request_timeout,
+    retry_after_seconds,
+    scrub,
+    with_fallback,
+    with_retries,
+)
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
@@ -284,20 +294,23 @@ class AnthropicBackend:
     async def chat(self, messages: list[ChatMessage], request: ChatRequest | None = None) -> ChatResponse:
         request = request or ChatRequest()
         payload = self._payload(messages, request)
+        deadline = deadline_after(request.timeout)
         data = await with_fallback(
-            lambda model_id: self._call_with_retries(model_id, payload), self.name, self.fallback_model_id
+            lambda model_id: self._call_with_retries(model_id, payload, deadline), self.name, self.fallback_model_id
         )
         return from_anthropic_message(data, self.name)
 
-    async def _once(self, client: AsyncAnthropic, model_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+    async def _once(self, client: AsyncAnthropic, model_id: str, payload: dict[str, Any],
+                    deadline: float | None) -> dict[str, Any]:
+        timeout = request_timeout(self.timeout, deadline)
         if not self.stream:
-            message = await client.messages.create(model=model_id, **payload)
+            message = await client.messages.create(model=model_id, timeout=timeout, **payload)
             if not hasattr(message, "to_dict"):  # the SDK hands back raw text for non-JSON bodies (proxies)
                 raise Attempt(f"{model_id} at {self._host}: response was not JSON", fall_back=True)
             return message.to_dict()
         # Streaming keeps long replies under proxies' idle time-outs; the SDK's helper assembles text deltas
         # and partial tool-input JSON into the same Message a non-streamed call returns.
-        async with client.messages.stream(model=model_id, **payload) as stream:
+        async with client.messages.stream(model=model_id, timeout=timeout, **payload) as stream:
             final = await stream.get_final_message()
         data = final.to_dict()
         if data.get("stop_reason") is None:
@@ -305,14 +318,16 @@ class AnthropicBackend:
             raise _StreamCut()
         return data
 
-    async def _call_with_retries(self, model_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+    async def _call_with_retries(self, model_id: str, payload: dict[str, Any],
+                                 deadline: float | None) -> dict[str, Any]:
         client = self._get_client()
         return await with_retries(
-            lambda: self._once(client, model_id, payload),
+            lambda: self._once(client, model_id, payload, deadline),
             lambda err: self._classify(err, f"{model_id} at {self._host}"),
             max_retries=self.max_retries,
             backoff_base=self.backoff_base,
             backoff_max=self.backoff_max,
+            deadline=deadline,
         )
 
     def _classify(self, err: Exception, where: str) -> Verdict:

@@ -69,10 +69,15 @@ class ChatRequest:
     max_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
+    timeout: float | None = None  # seconds this call may take, retries and backoff included (the run's deadline)
 
 
 class ModelError(RuntimeError):
     """A backend failed after its own retries (network, HTTP status, load failure)."""
+
+
+class DeadlineError(ModelError):
+    """The call's time (ChatRequest.timeout) ran out before the model answered; no fallback is tried."""
 
 
 @runtime_checkable

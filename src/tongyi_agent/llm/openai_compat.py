@@ -13,7 +13,17 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from tongyi_agent.llm.base import ChatMessage, ChatRequest, ChatResponse, ModelError, ToolCall, Usage
-from tongyi_agent.llm.retry import Attempt, Retry, Verdict, retry_after_seconds, scrub, with_fallback, with_retries
+from tongyi_agent.llm.retry import (
+    Attempt,
+    Retry,
+    Verdict,
+    deadline_after,
+    request_timeout,
+    retry_after_seconds,
+    scrub,
+    with_fallback,
+    with_retries,
+)
 from tongyi_agent.llm.text_tool_calls import parse_tool_calls_from_text
 
 if TYPE_CHECKING:
@@ -206,19 +216,23 @@ class OpenAICompatBackend:
     async def chat(self, messages: list[ChatMessage], request: ChatRequest | None = None) -> ChatResponse:
         request = request or ChatRequest()
         payload = self._payload(messages, request)
+        deadline = deadline_after(request.timeout)
         data = await with_fallback(
-            lambda model_id: self._call_with_retries(model_id, payload), self.name, self.fallback_model_id
+            lambda model_id: self._call_with_retries(model_id, payload, deadline), self.name, self.fallback_model_id
         )
         return from_openai_completion(data, messages, request, self.name)
 
-    async def _call_with_retries(self, model_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+    async def _call_with_retries(self, model_id: str, payload: dict[str, Any],
+                                 deadline: float | None) -> dict[str, Any]:
         client = self._get_client()
         completion = await with_retries(
-            lambda: client.chat.completions.create(model=model_id, **payload),
+            lambda: client.chat.completions.create(
+                model=model_id, timeout=request_timeout(self.timeout, deadline), **payload),
             lambda err: self._classify(err, model_id),
             max_retries=self.max_retries,
             backoff_base=self.backoff_base,
             backoff_max=self.backoff_max,
+            deadline=deadline,
         )
         if not hasattr(completion, "to_dict"):  # the SDK hands back raw text for non-JSON bodies
             raise Attempt(f"{model_id} at {self._host}: response was not JSON", fall_back=True)

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from tongyi_agent.llm.base import ModelError
+from tongyi_agent.llm.base import DeadlineError, ModelError
 
 T = TypeVar("T")
 
@@ -28,10 +28,11 @@ MAX_ERROR_DETAIL = 300
 class Attempt(Exception):
     """One model id failed for good; carries a one-line, key-free description."""
 
-    def __init__(self, detail: str, *, fall_back: bool) -> None:
+    def __init__(self, detail: str, *, fall_back: bool, deadline: bool = False) -> None:
         super().__init__(detail)
         self.detail = detail
-        self.fall_back = fall_back
+        self.fall_back = fall_back and not deadline
+        self.deadline = deadline  # the call's time ran out
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,18 @@ def scrub(text: str, secret: str | None) -> str:
     return text
 
 
+def deadline_after(seconds: float | None) -> float | None:
+    """The monotonic time a call given `seconds` (ChatRequest.timeout) must end by; None: no deadline."""
+    return None if seconds is None else time.monotonic() + max(0.0, seconds)
+
+
+def request_timeout(default: float, deadline: float | None) -> float:
+    """One try's HTTP timeout: the backend's own, or what is left before the deadline if that is less."""
+    if deadline is None:
+        return default
+    return max(0.001, min(default, deadline - time.monotonic()))
+
+
 async def with_retries(
     once: Callable[[], Awaitable[T]],
     classify: Callable[[Exception], Verdict],
@@ -88,8 +101,12 @@ async def with_retries(
     max_retries: int,
     backoff_base: float,
     backoff_max: float,
+    deadline: float | None = None,
 ) -> T:
-    """`once()` up to ``max_retries + 1`` times; raises `Attempt` when the model id has failed for good."""
+    """`once()` up to ``max_retries + 1`` times; raises `Attempt` when the model id has failed for good.
+
+    With a `deadline` (monotonic), no try starts and no backoff waits past it: the call fails with
+    the last error and "run deadline reached" instead, and the fallback model is not tried."""
     for attempt in range(max_retries + 1):
         try:
             return await once()
@@ -101,9 +118,13 @@ async def with_retries(
                 raise
             if isinstance(verdict, Attempt):
                 raise verdict from None
-            if attempt == max_retries or (verdict.after is not None and verdict.after > MAX_RETRY_AFTER):
-                raise Attempt(verdict.detail, fall_back=verdict.fall_back) from None
+            out_of_time = deadline is not None and time.monotonic() >= deadline
+            if out_of_time or attempt == max_retries or (verdict.after is not None and verdict.after > MAX_RETRY_AFTER):
+                raise Attempt(verdict.detail, fall_back=verdict.fall_back, deadline=out_of_time) from None
             delay = verdict.after if verdict.after is not None else backoff_delay(attempt, backoff_base, backoff_max)
+            if deadline is not None and time.monotonic() + delay >= deadline:
+                raise Attempt(f"{verdict.detail}; no time left to retry before the deadline", fall_back=False,
+                              deadline=True) from None
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")  # the loop always returns or raises
 
@@ -114,9 +135,12 @@ async def with_fallback(call: Callable[[str], Awaitable[T]], model_id: str, fall
     try:
         return await call(model_id)
     except Attempt as primary:
+        if primary.deadline:
+            raise DeadlineError(primary.detail) from None
         if not (fallback_model_id and primary.fall_back):
             raise ModelError(primary.detail) from None
         try:
             return await call(fallback_model_id)
         except Attempt as fallback:
-            raise ModelError(f"{primary.detail}; fallback {fallback.detail}") from None
+            error = DeadlineError if fallback.deadline else ModelError
+            raise error(f"{primary.detail}; fallback {fallback.detail}") from None

@@ -7,7 +7,7 @@ cleaning tools that may write inside the root. A profile chooses which of them a
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 # The submodules share their function's name; importing the modules (not the functions) keeps
 # `tongyi_agent.tools.read_file` the module, so tests and callers can reach its constants.
@@ -23,6 +23,11 @@ from tongyi_agent.tools import (
     web,
 )
 from tongyi_agent.tools.base import Tool, ToolRegistry
+from tongyi_agent.tools.sandbox import Limits
+
+DEFAULT_TOOL_TIMEOUT = 30.0
+# Starting a sandbox (namespaces, mounts, the interpreter) before the program's own clock starts.
+SANDBOX_STARTUP_S = 10.0
 
 # name -> (function, writes files)
 CATALOGUE = {
@@ -47,7 +52,12 @@ def tool_names() -> list[str]:
     return list(CATALOGUE)
 
 
-def default_registry(names: Iterable[str] | None = None, timeout: float = 30.0) -> ToolRegistry:
+def tool_time_limit(env: Mapping[str, str]) -> float:
+    """The registry's per-tool limit: 30 s, or longer when TONGYI_SANDBOX_TIMEOUT gives run_python more."""
+    return max(DEFAULT_TOOL_TIMEOUT, Limits.from_env(env).timeout_s + SANDBOX_STARTUP_S)
+
+
+def default_registry(names: Iterable[str] | None = None, timeout: float = DEFAULT_TOOL_TIMEOUT) -> ToolRegistry:
     """A registry of the named tools (all of them by default), in catalogue order.
 
     Raises ValueError naming any unknown tool."""
@@ -59,4 +69,4 @@ def default_registry(names: Iterable[str] | None = None, timeout: float = 30.0) 
                         timeout=timeout)
 
 
-__all__ = ["CATALOGUE", "FILE_TOOLS", "default_registry", "tool_names"]
+__all__ = ["CATALOGUE", "FILE_TOOLS", "default_registry", "tool_names", "tool_time_limit"]

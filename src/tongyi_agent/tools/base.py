@@ -3,13 +3,22 @@
 A tool is a plain Python function; its JSON schema comes from its signature, type hints and
 docstring. The registry validates arguments against that schema, runs the function with a time
 limit, and turns every failure into an observation for the model: tools never crash the run.
+
+A call's time limit is the registry's per-tool limit or what is left of the run (`ToolContext.deadline`),
+whichever ends first. A call that misses it is *abandoned*: the model is told so, and the call's
+`ToolContext.cancel` event is set. A thread cannot be killed, so tools cooperate: run_python kills its
+sandbox at once, the searches stop scanning, and tools that write check `ctx.check_cancelled()` right
+before writing, so an abandoned call changes nothing afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import json
+import threading
+import time
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -61,6 +70,22 @@ class ToolContext:
     cache_dir: Path | None = None
     offline: bool = False
     env: Mapping[str, str] = field(default_factory=dict)
+    deadline: float | None = None  # time.monotonic() by which this call must be done; None: no deadline
+    cancel: threading.Event | None = None  # set when the registry abandons this call
+
+    def time_left(self, default: float) -> float:
+        """Seconds this call may still take: `default`, or less when the deadline is nearer."""
+        if self.deadline is None:
+            return default
+        return max(0.0, min(default, self.deadline - time.monotonic()))
+
+    def cancelled(self) -> bool:
+        return self.cancel is not None and self.cancel.is_set()
+
+    def check_cancelled(self) -> None:
+        """Raise instead of acting (writing a file) once the call has been abandoned."""
+        if self.cancelled():
+            raise ToolError("this call was abandoned at its deadline; nothing was written")
 
 
 ToolFunction = Callable[..., ToolResult]
@@ -216,16 +241,25 @@ class ToolRegistry:
     async def run(self, name: str, arguments: Any, ctx: ToolContext, call_id: str | None = None) -> ToolResult:
         """Run one call; `call_id` is the model's id for it, for recorders.
 
-        Unknown tools, bad arguments, tool errors and time-outs become error results."""
+        Unknown tools, bad arguments, tool errors and missed deadlines become error results."""
         tool = self._tools.get(name)
         if tool is None:
             return ToolResult.error(f"unknown tool {name!r}; available tools: {', '.join(self._tools)}")
+        limit = ctx.time_left(self.timeout)
+        which = "the tool time limit" if limit >= self.timeout else "the run's deadline"
+        if limit <= 0:
+            return ToolResult.error(f"{name} was not run: the run's deadline has passed")
+        cancel = threading.Event()
+        call_ctx = dataclasses.replace(ctx, deadline=time.monotonic() + limit, cancel=cancel)
         try:
             checked = tool.validate(arguments)
-            return await asyncio.wait_for(asyncio.to_thread(tool.function, ctx, **checked), self.timeout)
+            return await asyncio.wait_for(asyncio.to_thread(tool.function, call_ctx, **checked), limit)
         except ToolError as exc:
             return ToolResult.error(str(exc))
         except TimeoutError:
-            return ToolResult.error(f"{name} took longer than {self.timeout:g} s and was stopped")
+            return ToolResult.error(f"{name} was abandoned after {limit:.3g} s ({which}); it was told to stop "
+                                    "and its result is discarded")
         except (OSError, UnicodeError, ValueError) as exc:
             return ToolResult.error(f"{name} failed: {exc}")
+        finally:
+            cancel.set()  # whatever happened, a thread still running must stop acting

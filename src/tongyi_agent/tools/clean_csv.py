@@ -360,6 +360,7 @@ def clean_csv(ctx: ToolContext, path: str, operations: str = "trim,dedupe", outp
         out_label, target = resolve_output(ctx, path, output)
         newline = "\r\n" if "\r\n" in text[:SNIFF_BYTES] else "\n"
         content = _render(all_rows, delimiter, quotechar, newline)
+        ctx.check_cancelled()  # abandoned at its deadline while cleaning: write nothing
         target.parent.mkdir(parents=True, exist_ok=True)
         # Written as UTF-8 (with the BOM again if the input had one, for spreadsheet programs).
         target.write_text(content, encoding="utf-8-sig" if encoding == "utf-8-sig" else "utf-8", newline="")

@@ -245,6 +245,7 @@ def clean_markdown(ctx: ToolContext, path: str, operations: str = "whitespace,du
     if output is not None:
         out_label, target = resolve_output(ctx, path, output)
         target.parent.mkdir(parents=True, exist_ok=True)
+        ctx.check_cancelled()  # abandoned at its deadline while cleaning: write nothing
         target.write_text(new_text.replace("\n", newline), encoding="utf-8", newline="")
         summary.append(f"wrote {len(doc.lines)} lines to {out_label}")
         sources.append(SourceRef(path=out_label))

@@ -7,6 +7,7 @@ project root, whatever mix of absolute paths, `..` and symlinks the model produc
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,10 +65,36 @@ def relative_label(root: Path, path: Path) -> str:
     return rel.as_posix()
 
 
+class NotRegularFileError(OSError):
+    """A FIFO, device or socket: opening or reading it could block forever."""
+
+
+def read_regular(path: Path, limit: int | None = None) -> bytes:
+    """The bytes of a regular file (at most `limit`). Anything else raises NotRegularFileError.
+
+    Opened non-blocking and checked on the open descriptor, so a FIFO put in place of a file after a
+    stat() cannot make the read hang."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegularFileError(f"{path.name} is not a regular file (a FIFO, device or socket)")
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            return handle.read() if limit is None else handle.read(limit)
+    finally:
+        os.close(fd)
+
+
+def is_regular_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except (OSError, ValueError):
+        return False
+
+
 def is_binary(path: Path) -> bool:
     """True when the first 8 KiB contain a NUL byte (the heuristic git and grep use)."""
-    with path.open("rb") as handle:
-        return b"\0" in handle.read(BINARY_SNIFF_BYTES)
+    return b"\0" in read_regular(path, BINARY_SNIFF_BYTES)
 
 
 def read_lines(path: Path) -> list[str]:
@@ -75,7 +102,7 @@ def read_lines(path: Path) -> list[str]:
 
     `str.splitlines` would also split on form feeds and Unicode separators and shift line numbers.
     """
-    text = path.read_bytes().decode("utf-8", errors="replace")
+    text = read_regular(path).decode("utf-8", errors="replace")
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()

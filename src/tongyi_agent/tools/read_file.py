@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from tongyi_agent.tools.base import SourceRef, ToolContext, ToolError, ToolResult
-from tongyi_agent.tools.paths import checked_range, is_binary, read_lines, relative_label, resolve_in_root
+from tongyi_agent.tools.paths import (
+    checked_range,
+    is_binary,
+    is_regular_file,
+    read_lines,
+    relative_label,
+    resolve_in_root,
+)
 
 MAX_LINES = 400
 MAX_CHARS = 16_000
@@ -25,6 +32,8 @@ def read_file(ctx: ToolContext, path: str, start_line: int | None = None,
         raise ToolError(f"no such file: {path!r}; use list_files or search_files to find the right path")
     if file.is_dir():
         raise ToolError(f"{path!r} is a folder, not a file; use list_files to see what it contains")
+    if not is_regular_file(file):
+        raise ToolError(f"{path!r} is not a regular file (a FIFO, device or socket) and is not read")
     if is_binary(file):
         raise ToolError(f"{path!r} is a binary file and cannot be shown as text")
     label = relative_label(ctx.root, file)

@@ -1,26 +1,28 @@
 """run_python: run a Python snippet the model wrote, in a sandbox, and show what it printed.
 
 The snippet runs in a fresh `python -I` process (see `tools/sandbox.py` for the isolation): its
-current directory is an empty scratch folder, deleted afterwards and the only writable place;
-the project is readable at the path in the environment variable PROJECT_ROOT; there is no
-network and no secret from our environment. Limits come from `ctx.env`:
+current directory is a scratch home folder on a size-limited tmpfs, gone afterwards, with links to the
+project's top-level entries; the project is readable (read-only, without its training store) at the
+path in the environment variable PROJECT_ROOT; there is no network and no secret from our environment.
+Limits come from `ctx.env`:
 
-* TONGYI_SANDBOX_TIMEOUT: wall-clock seconds (default 20);
+* TONGYI_SANDBOX_TIMEOUT: wall-clock seconds (default 20), cut to what is left of the run;
 * TONGYI_SANDBOX_CPU: CPU seconds (default min(10, timeout));
-* TONGYI_SANDBOX_MEMORY_MB: address space in MiB (default 1024; numpy/pandas need a few hundred).
+* TONGYI_SANDBOX_MEMORY_MB: address space in MiB (default 1024; numpy/pandas need a few hundred);
+* TONGYI_SANDBOX_DISK_MB: the tmpfs behind /tmp and home (default 64).
 
-The registry's own time limit must be longer than TONGYI_SANDBOX_TIMEOUT, or the registry gives
-up first (the snippet is still killed at its own limit).
+The answer's sources are the project files the program opened for reading, from the sandbox's
+file-access log; a file name that only appears in the code is not a source.
 """
 
 from __future__ import annotations
 
-import re
+import dataclasses
 import signal
+from pathlib import Path
 
 from tongyi_agent.tools.base import SourceRef, ToolContext, ToolError, ToolResult
-from tongyi_agent.tools.paths import relative_label
-from tongyi_agent.tools.sandbox import Limits, run_sandboxed
+from tongyi_agent.tools.sandbox import Limits, SandboxUnavailable, run_sandboxed
 
 MAX_CODE_CHARS = 100_000
 
@@ -42,10 +44,15 @@ def run_python(ctx: ToolContext, code: str) -> ToolResult:
     if len(code) > MAX_CODE_CHARS:
         raise ToolError(f"code is {len(code)} characters; the limit is {MAX_CODE_CHARS}")
     limits = Limits.from_env(ctx.env)
+    left = ctx.time_left(limits.timeout_s)
+    if left < 1:
+        raise ToolError("not run: the run's deadline leaves no time for a program")
+    limits = dataclasses.replace(limits, timeout_s=left)
+    hidden = (str(ctx.cache_dir),) if ctx.cache_dir is not None else ()
     try:
-        run = run_sandboxed(code, str(ctx.root), limits)
-    except RuntimeError as exc:
-        return ToolResult.error(f"run_python is unavailable on this machine: {exc}")
+        run = run_sandboxed(code, str(ctx.root), limits, hidden=hidden, cancel=ctx.cancel)
+    except SandboxUnavailable as exc:
+        return ToolResult.error(str(exc))
 
     lines: list[str] = []
     if run.error:
@@ -61,32 +68,22 @@ def run_python(ctx: ToolContext, code: str) -> ToolResult:
     lines += ["stdout:", run.stdout.rstrip("\n"), "stderr:", _traceback_tail(run.stderr).rstrip("\n")]
     if run.warnings:
         # Tell the model (and the user reading the trace) that isolation is incomplete here.
-        lines.append("sandbox: weaker mode — " + "; ".join(run.warnings))
+        lines.append("sandbox: " + "; ".join(run.warnings))
     ok = run.ok and not run.limit
-    return ToolResult(output="\n".join(lines), ok=ok, sources=_input_files(ctx, code, run.stdout) if ok else [])
+    return ToolResult(output="\n".join(lines), ok=ok, sources=_opened_files(ctx, run.opened, run.stdout) if ok else [])
 
 
-_QUOTED = re.compile(r"""["']([^"'\n]{1,300})["']""")
-
-
-def _input_files(ctx: ToolContext, code: str, stdout: str) -> list[SourceRef]:
-    """Project files the program names in a string literal: a computed answer cites its inputs.
-
-    The source's text is the program's output, so the answer's numbers match it when citations are
-    chosen."""
-    found: dict[str, SourceRef] = {}
+def _opened_files(ctx: ToolContext, opened: list[str], stdout: str) -> list[SourceRef]:
+    """The project files the program opened (from the sandbox's access log): a computed answer cites
+    its inputs. The source's text is the program's output, so the answer's numbers match it when
+    citations are chosen."""
     root = ctx.root.resolve()
-    for literal in _QUOTED.findall(code):
-        candidate = literal.strip().lstrip("/")
-        path = (root / candidate).resolve()
-        if candidate and "/" not in candidate and "." in candidate and not path.is_file():
-            # os.path.join(PROJECT_ROOT, "data", "sales.csv"): find the file by its name if unique.
-            matches = [m for _, m in zip(range(2), root.rglob(candidate), strict=False)]
-            path = matches[0].resolve() if len(matches) == 1 else path
-        if candidate and path.is_relative_to(root) and path.is_file():
-            label = relative_label(root, path)
-            found.setdefault(label, SourceRef(path=label, line=None, text=" ".join(stdout.split())[:300]))
-    return list(found.values())
+    found: list[SourceRef] = []
+    for relative in opened:
+        path = Path(root, relative)
+        if path.is_file() and not path.is_symlink():
+            found.append(SourceRef(path=Path(relative).as_posix(), line=None, text=" ".join(stdout.split())[:300]))
+    return found
 
 
 def _signal_name(number: int) -> str:

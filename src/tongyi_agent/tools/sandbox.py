@@ -1,32 +1,28 @@
 """Run untrusted Python in a throwaway, isolated child process.
 
-Layers, strongest first; each one that this machine cannot provide is reported, never silently
-skipped (see `sandbox_report()`):
+Two modes; `sandbox_report()` probes what the one in use really enforces, by running a program in it:
 
-* Linux namespaces via util-linux `unshare`: a new network namespace (only a loopback that is
-  down: no network at all, not even 127.0.0.1 services of the host), a PID namespace (the
-  snippet's processes die together when it ends and cannot see or signal host processes) and a
-  mount namespace in which every mount is remounted read-only except the scratch folder.
-  As an ordinary user a user namespace is added (`--user --map-root-user`); as real root none is
-  needed, and the snippet instead runs as uid 65534 keeping only CAP_DAC_READ_SEARCH, so that it
-  can read the project like root could but RLIMIT_NPROC (ignored for root) bounds fork bombs.
-* Resource limits (`resource`, set in the child before exec): CPU seconds, address space, number
-  of processes, size of written files, open files; plus a wall-clock limit that kills the whole
-  process group (and with it the PID namespace).
-* A scrubbed environment: only PATH, LANG, HOME (the scratch folder), PROJECT_ROOT,
-  PYTHONDONTWRITEBYTECODE and PYTHONIOENCODING; never keys or tokens of the parent.
+* **namespaces** (the default; util-linux `unshare`): fresh network (no interface but a loopback that
+  is down, no abstract Unix sockets of the host), PID, IPC, UTS and mount namespaces, plus a user
+  namespace when the caller is not root. `tools/sandbox_init.py` builds a minimal root there: the
+  system and Python read-only, the project read-only at its own path without its training store, one
+  size-limited tmpfs for /tmp, /run, /dev/shm and home, nothing else of the host (no /root, /home,
+  other projects, host sockets, /etc/shadow). The snippet runs with no capability at all, as uid
+  65534 when the caller is root, with `no_new_privs`.
+* **weak** (only when the user opts in with TONGYI_SANDBOX_WEAK=1, used when namespaces are missing):
+  the same privilege drop and resource limits, on a *copy* of the project in a scratch folder that is
+  removed afterwards (and on the next start, if the caller was killed); there is no read isolation
+  and no network isolation. Without the opt-in, run_python refuses with a message saying so.
 
-Limits come from the tool context's env (defaults in brackets):
-TONGYI_SANDBOX_TIMEOUT wall-clock seconds [20], TONGYI_SANDBOX_CPU CPU seconds [min(10, timeout)],
-TONGYI_SANDBOX_MEMORY_MB address space [1024]. Invalid values fall back to the default.
+In both modes: resource limits (CPU, address space, processes, file size, open files), a wall-clock
+limit kept both by the caller and by the init inside (SIGALRM), PR_SET_PDEATHSIG on every process of
+the chain so the snippet dies with the CLI, a scrubbed environment, and a file-access log (audit
+hook, see `tools/sandbox_bootstrap.py`) of the project files the program opened.
 
-Known gaps even in the strongest mode: the whole filesystem stays *readable* (read-only), and
-Unix sockets on disk that the snippet's uid may write to are still reachable (network
-namespaces isolate only IP and abstract sockets).
-
-This file must stay importable with the standard library alone: it is also executed as a
-script (`python -I -S sandbox.py --init CONFIG`) to become the small init process inside the
-namespaces, which sets up the mounts, starts the snippet with its limits and reports how it ended.
+Settings (the tool context's env; defaults in brackets): TONGYI_SANDBOX_TIMEOUT wall-clock seconds
+[20], TONGYI_SANDBOX_CPU CPU seconds [min(10, timeout)], TONGYI_SANDBOX_MEMORY_MB address space
+[1024], TONGYI_SANDBOX_DISK_MB the tmpfs cap [64], TONGYI_SANDBOX_WEAK=1 allow the weak mode,
+TONGYI_SANDBOX_NAMESPACES=0 do not use namespaces (then only the weak mode is left).
 """
 
 from __future__ import annotations
@@ -36,10 +32,10 @@ import ctypes
 import functools
 import json
 import os
-import resource
+import secrets
 import shutil
 import signal
-import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -47,27 +43,29 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-# Unprivileged uid the snippet runs as when we are real root (root ignores RLIMIT_NPROC).
-SANDBOX_UID = 65534
-CAP_DAC_READ_SEARCH = 2
+from tongyi_agent.tools import sandbox_bootstrap, sandbox_init
 
+SANDBOX_UID = sandbox_init.SANDBOX_UID
 DEFAULT_TIMEOUT_S = 20.0
 DEFAULT_CPU_S = 10
 DEFAULT_MEMORY_MB = 1024
+DEFAULT_DISK_MB = 64
 NPROC = 64
 FSIZE_MB = 16
 NOFILE = 256
 OUTPUT_CHARS = 20_000
+ACCESS_LOG_BYTES = 1_000_000
+WEAK_COPY_MB = 200  # the weak mode copies the project; larger projects are refused
+HIDDEN_NAMES = (".tongyi_training",)
+SCRATCH_PREFIX = "tongyi-sandbox-"
+PR_SET_PDEATHSIG = 1
 
-# Mount flags from <sys/mount.h>; statvfs flags share the values of the ones we keep.
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
-MS_REMOUNT, MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_REC = 32, 1024, 2048, 4096, 16384
-MS_PRIVATE, MS_RELATIME = 1 << 18, 1 << 21
-ST_RELATIME = 4096
-PR_SET_KEEPCAPS, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT = 8, 24, 38, 47
-PR_CAP_AMBIENT_RAISE = 2
+WEAK_REFUSAL = ("run_python is disabled: this machine cannot isolate programs ({reason}). Set "
+                "TONGYI_SANDBOX_WEAK=1 to run them anyway with resource limits only, on a copy of the project, "
+                "with no read isolation and no network isolation")
 
 
 @dataclass(frozen=True)
@@ -75,17 +73,23 @@ class Limits:
     timeout_s: float = DEFAULT_TIMEOUT_S
     cpu_s: int = DEFAULT_CPU_S
     memory_mb: int = DEFAULT_MEMORY_MB
+    disk_mb: int = DEFAULT_DISK_MB
     nproc: int = NPROC
     fsize_mb: int = FSIZE_MB
     nofile: int = NOFILE
     output_chars: int = OUTPUT_CHARS
+    weak_allowed: bool = False
+    namespaces_allowed: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Limits:
         timeout = _number(env.get("TONGYI_SANDBOX_TIMEOUT"), DEFAULT_TIMEOUT_S, 1, 600)
         cpu = int(_number(env.get("TONGYI_SANDBOX_CPU"), min(DEFAULT_CPU_S, timeout), 1, 600))
         memory = int(_number(env.get("TONGYI_SANDBOX_MEMORY_MB"), DEFAULT_MEMORY_MB, 64, 1 << 20))
-        return cls(timeout_s=timeout, cpu_s=max(1, cpu), memory_mb=memory)
+        disk = int(_number(env.get("TONGYI_SANDBOX_DISK_MB"), DEFAULT_DISK_MB, 1, 4096))
+        return cls(timeout_s=timeout, cpu_s=max(1, cpu), memory_mb=memory, disk_mb=disk,
+                   weak_allowed=_flag(env.get("TONGYI_SANDBOX_WEAK"), False),
+                   namespaces_allowed=_flag(env.get("TONGYI_SANDBOX_NAMESPACES"), True))
 
 
 def _number(raw: str | None, default: float, low: float, high: float) -> float:
@@ -93,7 +97,17 @@ def _number(raw: str | None, default: float, low: float, high: float) -> float:
         value = float(raw) if raw is not None and raw.strip() else default
     except ValueError:
         return default
-    return min(max(value, low), high)
+    return min(max(value, low), high) if value == value else default  # NaN -> default
+
+
+def _flag(raw: str | None, default: bool) -> bool:
+    if raw is None or not raw.strip():
+        return default
+    return raw.strip().lower() in ("1", "true", "yes", "on")
+
+
+class SandboxUnavailable(RuntimeError):
+    """No mode may run here: namespaces are missing and the weak mode was not allowed."""
 
 
 @dataclass
@@ -110,39 +124,51 @@ class SandboxRun:
     limit: str | None = None  # which limit ended it, in words
     error: str | None = None  # the sandbox itself failed
     warnings: list[str] = field(default_factory=list)
+    opened: list[str] = field(default_factory=list)  # project files it opened for reading (relative)
+    cancelled: bool = False  # the caller abandoned the run (its deadline passed)
 
     @property
     def ok(self) -> bool:
-        return self.exit_status == 0 and not self.timed_out and self.error is None
+        return self.exit_status == 0 and not self.timed_out and self.error is None and not self.cancelled
 
 
-# ---------------------------------------------------------------- parent side
+# ---------------------------------------------------------------- modes
 
 
 @dataclass(frozen=True)
 class _Mode:
     name: str
-    unshare: tuple[str, ...]  # empty: run without namespaces
-    drop_uid: bool
+    unshare: tuple[str, ...]  # empty: the weak mode
+    drop_uid: bool  # real root: the snippet runs as SANDBOX_UID
+
+    @property
+    def weak(self) -> bool:
+        return not self.unshare
 
 
-def _candidate_modes() -> list[_Mode]:
-    unshare = shutil.which("unshare") or next(
+def _unshare_binary() -> str | None:
+    return shutil.which("unshare") or next(
         (p for p in ("/usr/bin/unshare", "/bin/unshare") if os.access(p, os.X_OK)), None)
+
+
+def _namespace_mode() -> _Mode | None:
+    unshare = _unshare_binary()
+    if unshare is None:
+        return None
     root = os.geteuid() == 0
-    modes: list[_Mode] = []
-    if unshare:
-        # --kill-child: if unshare dies (wall-clock kill), its child, the namespace's init, gets
-        # SIGKILL and the kernel then kills every process left in the PID namespace.
-        common = ("--net", "--pid", "--fork", "--kill-child", "--mount", "--mount-proc")
-        if root:
-            modes.append(_Mode("namespaces (net, pid, mount) + uid 65534", (unshare, *common), True))
-        modes.append(_Mode("namespaces (user, net, pid, mount)",
-                           (unshare, "--user", "--map-root-user", *common), False))
-    modes.append(_Mode("resource limits only", (), root))
+    # --kill-child: if unshare dies, its child (the namespace's init) gets SIGKILL, and with it every
+    # process of the PID namespace.
+    common = ("--net", "--pid", "--ipc", "--uts", "--fork", "--kill-child", "--mount")
     if root:
-        modes.append(_Mode("resource limits only", (), False))
-    return modes
+        return _Mode("namespaces (net, pid, ipc, mount) + uid 65534", (unshare, *common), True)
+    return _Mode("namespaces (user, net, pid, ipc, mount)", (unshare, "--user", "--map-root-user", *common), False)
+
+
+def _weak_mode() -> _Mode:
+    return _Mode("weak: resource limits only, project copied", (), os.geteuid() == 0)
+
+
+# ---------------------------------------------------------------- parent side
 
 
 class _Capture(threading.Thread):
@@ -175,92 +201,134 @@ class _Capture(threading.Thread):
         return head + tail
 
 
-def _child_env(tmp: str, project_root: str) -> dict[str, str]:
+def _child_env() -> dict[str, str]:
     # Built from scratch, never copied from os.environ: the parent holds API keys.
     return {
         "PATH": os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin", "/bin"]),
         "LANG": "C.UTF-8",
-        "HOME": tmp,
-        "PROJECT_ROOT": project_root,
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONIOENCODING": "utf-8",
     }
 
 
-def _link_project(tmp: str, project_root: str) -> None:
-    """Symlink the project's top-level entries into the scratch directory.
-
-    Programs (and small models) open "data/sales.csv" relative to the current directory; the links
-    make that work while the files stay read-only behind them. Hidden entries (.git, the training
-    store) are left out."""
-    try:
-        entries = os.listdir(project_root)
-    except OSError:
-        return
-    for name in entries:
-        if not name.startswith(".") and name != "snippet.py":
-            os.symlink(os.path.join(project_root, name), os.path.join(tmp, name))
+def _python_prefixes() -> list[str]:
+    """Folders the snippet's Python needs (interpreter, standard library, site-packages), outermost first."""
+    found = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
+    found.add(os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))))
+    found.add(os.path.dirname(os.path.dirname(sys.executable)))  # a venv's own folder, unresolved
+    return sorted(found, key=len)
 
 
-def _launch(mode: _Mode, code: str, project_root: str, limits: Limits) -> tuple[SandboxRun, dict[str, Any]]:
-    """Run `code` under `mode`; returns the run and the init's report of what it enforced."""
-    tmp = os.path.realpath(tempfile.mkdtemp(prefix="tongyi-sandbox-"))
+def _hidden_paths(project_root: str, extra: tuple[str, ...]) -> list[str]:
+    hidden = [os.path.join(project_root, name) for name in HIDDEN_NAMES]
+    for path in extra:
+        real = os.path.realpath(path)
+        if real.startswith(project_root + "/") and real not in hidden:
+            hidden.append(real)
+    return [h for h in hidden if os.path.lexists(h)]
+
+
+def _set_pdeathsig(parent_pid: int) -> None:
+    """In the child before exec: die when the thread that started us ends (the CLI, or its worker)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before the line above
+        os._exit(1)
+
+
+def _bootstrap_text(log_fd: int, token: str) -> str:
+    source = Path(sandbox_bootstrap.__file__).read_text(encoding="utf-8")
+    return source.replace("LOG_FD = -1", f"LOG_FD = {log_fd}").replace("@@TOKEN@@", token)
+
+
+def _launch(mode: _Mode, code: str, project_root: str, limits: Limits, *, hidden: tuple[str, ...] = (),
+            cancel: threading.Event | None = None) -> tuple[SandboxRun, dict[str, Any]]:
+    """Run `code` under `mode`; returns the run and the init's report."""
     status_r, status_w = os.pipe()
+    log_r, log_w = os.pipe()
+    token = secrets.token_hex(16)
     started = time.monotonic()
     proc: subprocess.Popen[bytes] | None = None
+    scratch: str | None = None
     try:
-        script = os.path.join(tmp, "snippet.py")
-        with open(script, "w", encoding="utf-8") as handle:
-            handle.write(code)
-        _link_project(tmp, project_root)
-        if mode.drop_uid:
-            for path in (tmp, script):
-                os.chown(path, SANDBOX_UID, SANDBOX_UID)
-        config = {
-            "tmp": tmp, "project_root": project_root, "status_fd": status_w, "drop_uid": mode.drop_uid,
-            "isolate_fs": bool(mode.unshare), "cpu_s": limits.cpu_s, "memory_mb": limits.memory_mb,
-            "nproc": limits.nproc, "fsize_mb": limits.fsize_mb, "nofile": limits.nofile,
-            # -u: unbuffered, so what was printed before a wall-clock kill is not lost.
-            "argv": [sys.executable, "-I", "-B", "-u", "-X", "utf8", script],
+        config: dict[str, Any] = {
+            "status_fd": status_w, "log_fd": log_w, "drop_uid": mode.drop_uid, "isolate_fs": not mode.weak,
+            "cpu_s": limits.cpu_s, "memory_mb": limits.memory_mb, "nproc": limits.nproc,
+            "fsize_mb": limits.fsize_mb, "nofile": limits.nofile, "disk_mb": limits.disk_mb,
+            "timeout_s": limits.timeout_s, "python": sys.executable, "python_prefixes": _python_prefixes(),
+            "project_root": project_root, "snippet_root": project_root,
+            "hidden": _hidden_paths(project_root, hidden), "env": _child_env(),
         }
-        init = [sys.executable, "-I", "-S", "-B", os.path.abspath(__file__), "--init", json.dumps(config)]
+        if mode.weak:
+            scratch, copy = _weak_scratch(project_root, config["hidden"], mode.drop_uid)
+            config.update(cwd=os.path.join(scratch, "home"), snippet_root=copy)
+        init = [sys.executable, "-I", "-S", "-B", os.path.abspath(sandbox_init.__file__), json.dumps(config)]
+        parent = os.getpid()
         proc = subprocess.Popen(
-            [*mode.unshare, *init], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, cwd=tmp, env=_child_env(tmp, project_root),
-            pass_fds=(status_w,), start_new_session=True)
-        os.close(status_w)
-        status_w = -1
-        readers = [_Capture(proc.stdout, limits.output_chars), _Capture(proc.stderr, limits.output_chars)]
+            [*mode.unshare, *init], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            cwd="/", env=_child_env(), pass_fds=(status_w, log_w), start_new_session=True,
+            preexec_fn=lambda: _set_pdeathsig(parent))
+        for fd in (status_w, log_w):
+            os.close(fd)
+        status_w = log_w = -1
+        readers = [_Capture(proc.stdout, limits.output_chars), _Capture(proc.stderr, limits.output_chars),
+                   _Capture(os.fdopen(log_r, "rb"), ACCESS_LOG_BYTES)]
+        log_r = -1
         for reader in readers:
             reader.start()
-        timed_out = False
-        try:
-            proc.wait(timeout=limits.timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+        payload = json.dumps({"snippet": code, "bootstrap": _bootstrap_text(config["log_fd"], token)})
+        with contextlib.suppress(BrokenPipeError):
+            assert proc.stdin is not None
+            proc.stdin.write(payload.encode("utf-8"))
+            proc.stdin.close()
+        timed_out = cancelled = False
+        # The init keeps the same deadline itself; ours is one second later and only a safety net.
+        deadline = started + limits.timeout_s + 1.0
+        while proc.poll() is None:
+            if cancel is not None and cancel.is_set():
+                cancelled = True
+                break
+            if time.monotonic() >= deadline:
+                timed_out = True
+                break
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=0.1)
+        if proc.poll() is None:
             _kill_group(proc)
             proc.wait()
-        # Without a PID namespace, a grandchild may still hold the pipes; the group kill above and
-        # the bounded join keep us from hanging on it.
         for reader in readers:
             reader.join(timeout=2)
         with os.fdopen(status_r, "rb") as status_file:
             status_r = -1
             raw = status_file.read().decode("utf-8", "replace")
         report: dict[str, Any] = json.loads(raw) if raw.strip() else {}
+        timed_out = timed_out or bool(report.get("deadline"))
         run = SandboxRun(stdout=readers[0].text(), stderr=readers[1].text(), exit_status=report.get("exit"),
                          signal=report.get("signal"), timed_out=timed_out, cpu_s=report.get("cpu", 0.0),
-                         wall_s=time.monotonic() - started, error=report.get("error"))
-        if not report and not timed_out:
+                         wall_s=time.monotonic() - started, error=report.get("error"), cancelled=cancelled,
+                         opened=_opened(readers[2].text(), token, config["snippet_root"]))
+        if not report and not (timed_out or cancelled):
             run.error = f"sandbox did not start (exit status {proc.returncode}): {run.stderr.strip()[-500:]}"
         return run, report
     finally:
-        if proc is not None:
-            _kill_group(proc)  # leftovers of a run without PID namespace
-        for fd in (status_r, status_w):
+        if proc is not None and proc.poll() is None:
+            _kill_group(proc)
+            proc.wait()
+        for fd in (status_r, status_w, log_r, log_w):
             if fd >= 0:
                 os.close(fd)
-        _remove_tree(tmp)
+        if scratch is not None:
+            remove_tree(scratch)
+
+
+def _opened(log: str, token: str, root: str) -> list[str]:
+    """Project files (relative paths) from the access log; lines without this run's token are ignored."""
+    found: dict[str, None] = {}
+    for line in log.splitlines():
+        mark, _, path = line.partition("\t")
+        if mark == token and path.startswith(root + "/"):
+            found.setdefault(path[len(root) + 1:], None)
+    return list(found)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -268,15 +336,103 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-def _remove_tree(path: str) -> None:
-    def fix(func: Any, target: str, _exc: Any) -> None:
-        # The snippet may have made files or folders read-only; make them deletable and retry.
+# ---------------------------------------------------------------- weak mode: a copied project
+
+
+def _weak_scratch(project_root: str, hidden: list[str], drop_uid: bool) -> tuple[str, str]:
+    """A scratch folder with `home` (the working directory) and `project` (a copy). The folder's name
+    carries our pid so that the next start can remove it if we were killed."""
+    remove_stale_scratch()
+    scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
+    copy = os.path.join(scratch, "project")
+    size = 0
+
+    def ignore(folder: str, names: list[str]) -> list[str]:
+        nonlocal size
+        skipped = [n for n in names if os.path.join(folder, n) in hidden or n == ".git"]
+        for name in names:
+            with contextlib.suppress(OSError):
+                size += os.lstat(os.path.join(folder, name)).st_size
+        if size > WEAK_COPY_MB * 1024 * 1024:
+            raise SandboxUnavailable(f"the project is larger than {WEAK_COPY_MB} MiB, too large to copy for "
+                                     "the weak sandbox")
+        return skipped
+
+    try:
+        shutil.copytree(project_root, copy, symlinks=True, ignore=ignore)
+        home = os.path.join(scratch, "home")
+        os.mkdir(home)
+        for name in os.listdir(copy):
+            if not name.startswith("."):
+                os.symlink(os.path.join(copy, name), os.path.join(home, name))
+        if drop_uid:
+            for folder, dirs, files in os.walk(scratch):
+                for name in [*dirs, *files]:
+                    os.lchown(os.path.join(folder, name), SANDBOX_UID, SANDBOX_UID)
+            os.chown(scratch, SANDBOX_UID, SANDBOX_UID)
+    except BaseException:
+        remove_tree(scratch)
+        raise
+    return scratch, copy
+
+
+def remove_stale_scratch(folder: str | None = None) -> list[str]:
+    """Remove weak-mode scratch folders whose owner process is gone (it was killed); returns them."""
+    folder = folder or tempfile.gettempdir()
+    removed = []
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in entries:
+        pid_text = name.removeprefix(SCRATCH_PREFIX).split("-", 1)[0]
+        if not name.startswith(SCRATCH_PREFIX) or not pid_text.isdigit():
+            continue
+        path = os.path.join(folder, name)
         try:
-            os.chmod(os.path.dirname(target), 0o700)
-            os.chmod(target, 0o700)
-            func(target)
+            info = os.lstat(path)
         except OSError:
-            pass
+            continue
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid not in (os.geteuid(), SANDBOX_UID):
+            continue
+        if _alive(int(pid_text)):
+            continue
+        remove_tree(path)
+        removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_tree(path: str) -> None:
+    """Delete a scratch tree the snippet may have filled with links and read-only folders.
+
+    Never follows a symlink: rmtree itself does not, and the permission fix-up opens folders with
+    O_NOFOLLOW and changes them through the descriptor (a plain chmod would follow a link the snippet
+    planted to a file of the user's)."""
+
+    def fix(func: Any, target: str, _exc: Any) -> None:
+        for folder in (os.path.dirname(target), target):
+            try:
+                fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError:
+                continue  # a link, a file, or gone: nothing to fix through it
+            try:
+                os.fchmod(fd, 0o700)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+        with contextlib.suppress(OSError):
+            func(target)
 
     if sys.version_info >= (3, 12):
         shutil.rmtree(path, onexc=fix)
@@ -284,73 +440,234 @@ def _remove_tree(path: str) -> None:
         shutil.rmtree(path, onerror=fix)
 
 
+# ---------------------------------------------------------------- choosing a mode, and probing it
+
+
 @functools.cache
-def _probe() -> tuple[_Mode, dict[str, Any], str]:
-    """Pick the strongest mode that works here, by running an empty snippet in each."""
-    failures: list[str] = []
-    for mode in _candidate_modes():
-        run, report = _launch(mode, "pass\n", os.path.realpath(tempfile.gettempdir()), Limits(timeout_s=15))
-        if run.ok:
-            return mode, report, "; ".join(failures)
-        failures.append(f"{mode.name}: {run.error or run.stderr.strip()[-300:] or 'failed'}")
-    raise RuntimeError("cannot run Python in a child process: " + "; ".join(failures))
-
-
-def sandbox_report() -> dict[str, bool | str]:
-    """What the sandbox enforces on this machine (the strongest mode that works here)."""
+def _choose(namespaces_allowed: bool) -> tuple[_Mode | None, str]:
+    """The namespace mode if it starts here, else None with the reason."""
+    if not namespaces_allowed:
+        return None, "namespaces turned off with TONGYI_SANDBOX_NAMESPACES=0"
+    mode = _namespace_mode()
+    if mode is None:
+        return None, "util-linux unshare is not installed"
+    project = tempfile.mkdtemp(prefix="tongyi-probe-")
     try:
-        mode, report, failures = _probe()
-    except RuntimeError as exc:
-        return {"mechanism": "unavailable", "network_isolated": False, "filesystem_readonly": False,
-                "pid_namespace": False, "pid_limit": False, "env_scrubbed": False, "resource_limits": False,
-                "summary": str(exc)}
-    result: dict[str, bool | str] = {
+        os.chmod(project, 0o755)
+        run, _ = _launch(mode, "pass\n", project, Limits(timeout_s=15))
+    finally:
+        remove_tree(project)
+    if run.ok:
+        return mode, ""
+    return None, f"{mode.name} failed: {(run.error or run.stderr.strip() or 'no report')[-300:]}"
+
+
+def _mode_for(limits: Limits) -> _Mode:
+    mode, reason = _choose(limits.namespaces_allowed)
+    if mode is not None:
+        return mode
+    if not limits.weak_allowed:
+        raise SandboxUnavailable(WEAK_REFUSAL.format(reason=reason))
+    return _weak_mode()
+
+
+PROBE_SNIPPET = r'''
+import json, os, resource, socket, sys
+facts = {}
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return line.split()[1]
+facts["capabilities"] = {k: int(status(k), 16) for k in ("CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb")}
+facts["no_new_privs"] = status("NoNewPrivs") == "1"
+facts["uid"] = os.getuid()
+try:
+    facts["outer_uid"] = int(open("/proc/self/uid_map").read().split()[1]) if os.getuid() == 0 else os.getuid()
+except (OSError, IndexError, ValueError):
+    facts["outer_uid"] = None
+def readable(path):
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+        return True
+    except OSError:
+        return False
+facts["shadow_readable"] = readable("/etc/shadow")
+facts["secret_readable"] = readable(sys.argv[1] + "/secret.txt")
+root = os.environ["PROJECT_ROOT"]
+facts["project_readable"] = readable(root + "/data.txt")
+facts["store_readable"] = readable(root + "/.tongyi_training/trajectories.sqlite")
+try:
+    open(root + "/written.txt", "w").close()
+    facts["project_writable"] = True
+except OSError:
+    facts["project_writable"] = False
+try:
+    open("probe.txt", "w").write("x")
+    facts["scratch_writable"] = True
+except OSError:
+    facts["scratch_writable"] = False
+vfs = os.statvfs(".")
+facts["scratch_bytes"] = vfs.f_blocks * vfs.f_frsize
+facts["interfaces"] = [name for _, name in socket.if_nameindex()]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+try:
+    s.connect(sys.argv[2])
+    facts["host_socket_reachable"] = True
+except OSError:
+    facts["host_socket_reachable"] = False
+facts["pid"] = os.getpid()
+facts["nproc"] = resource.getrlimit(resource.RLIMIT_NPROC)[0]
+facts["env"] = sorted(os.environ)
+print(json.dumps(facts))
+'''
+
+
+def _probe_snippet(secret_dir: str, sock_path: str) -> str:
+    return f"import sys\nsys.argv[1:] = [{secret_dir!r}, {sock_path!r}]\n" + PROBE_SNIPPET
+
+
+@functools.cache
+def _probe(namespaces_allowed: bool, weak_allowed: bool) -> dict[str, Any]:
+    """Run the probe program in the mode that would be used, against a bait project, a 0600 secret
+    outside it and a world-writable Unix socket on the host."""
+    limits = Limits(timeout_s=15, weak_allowed=weak_allowed, namespaces_allowed=namespaces_allowed)
+    mode = _mode_for(limits)
+    work = tempfile.mkdtemp(prefix="tongyi-probe-")
+    server = None
+    try:
+        os.chmod(work, 0o755)
+        project = os.path.join(work, "project")
+        os.makedirs(os.path.join(project, ".tongyi_training"))
+        os.chmod(project, 0o700)  # private, like most project folders of root's: must still be readable
+        Path(project, "data.txt").write_text("probe\n")
+        Path(project, ".tongyi_training", "trajectories.sqlite").write_text("store\n")
+        os.chmod(os.path.join(project, ".tongyi_training", "trajectories.sqlite"), 0o644)
+        secret = os.path.join(work, "secret.txt")
+        Path(secret).write_text("secret\n")
+        os.chmod(secret, 0o600)
+        sock_path = os.path.join(work, "probe.sock")
+        server = _unix_listener(sock_path)
+        run, report = _launch(mode, _probe_snippet(work, sock_path), project, limits)
+        facts: dict[str, Any] = {}
+        with contextlib.suppress(ValueError):
+            facts = json.loads(run.stdout.strip().splitlines()[-1]) if run.stdout.strip() else {}
+        return {"mode": mode, "facts": facts, "init": report, "error": run.error or (run.stderr if not facts else "")}
+    finally:
+        if server is not None:
+            server.close()
+        remove_tree(work)
+
+
+def _unix_listener(path: str) -> Any:
+    import socket
+
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    os.chmod(path, 0o777)
+    server.listen(1)
+    return server
+
+
+def sandbox_report(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """What the sandbox enforces here, as measured by a probe program run in it (cached per process)."""
+    limits = Limits.from_env(env or {})
+    try:
+        probe = _probe(limits.namespaces_allowed, limits.weak_allowed)
+    except SandboxUnavailable as exc:
+        return {"mechanism": "refused", "available": False, "summary": str(exc), **dict.fromkeys(CLAIMS, False),
+                "readonly_failed": []}
+    facts, mode = probe["facts"], probe["mode"]
+    if not facts:
+        return {"mechanism": mode.name, "available": False, **dict.fromkeys(CLAIMS, False), "readonly_failed": [],
+                "summary": f"the probe program failed: {str(probe['error']).strip()[-300:]}"}
+    caps = facts["capabilities"]
+    result: dict[str, Any] = {
         "mechanism": mode.name,
-        "network_isolated": bool(report.get("network_isolated")),
-        "filesystem_readonly": bool(report.get("filesystem_readonly")),
-        "pid_namespace": bool(report.get("pid_namespace")),
-        "pid_limit": bool(report.get("pid_limit")),
-        "env_scrubbed": True,
-        "resource_limits": True,
+        "available": True,
+        "network_isolated": facts["interfaces"] in ([], ["lo"]),
+        "filesystem_readonly": not facts["project_writable"] and facts["scratch_writable"],
+        "host_files_hidden": not facts["shadow_readable"] and not facts["secret_readable"],
+        "training_store_hidden": not facts["store_readable"],
+        "sockets_blocked": not facts["host_socket_reachable"],
+        "disk_capped": 0 < facts["scratch_bytes"] <= (DEFAULT_DISK_MB + 1) * 1024 * 1024,
+        "capabilities_dropped": all(value == 0 for value in caps.values()),
+        "no_new_privs": bool(facts["no_new_privs"]),
+        "unprivileged_uid": facts["outer_uid"] not in (0, None),
+        "pid_namespace": facts["pid"] < 10,  # a fresh namespace: init is 1, the snippet among the first
+        "pid_limit": facts["nproc"] == NPROC and facts["outer_uid"] not in (0, None),
+        "env_scrubbed": set(facts["env"]) <= {"PATH", "LANG", "HOME", "PROJECT_ROOT", "PYTHONDONTWRITEBYTECODE",
+                                              "PYTHONIOENCODING"},
+        "project_readable": bool(facts["project_readable"]),
+        "readonly_failed": list(probe["init"].get("readonly_failed", [])),
     }
-    if failures:
-        result["stronger_modes_failed"] = failures
+    if probe["init"].get("idmap_failed"):
+        result["idmap_failed"] = probe["init"]["idmap_failed"]
     weak = _weaknesses(result)
-    result["summary"] = "full isolation" if not weak else "weaker mode — " + "; ".join(weak)
+    result["summary"] = "full isolation" if not weak else f"{mode.name} — " + "; ".join(weak)
     return result
 
 
+CLAIMS = ("network_isolated", "filesystem_readonly", "host_files_hidden", "training_store_hidden",
+          "sockets_blocked", "disk_capped", "capabilities_dropped", "no_new_privs", "unprivileged_uid",
+          "pid_namespace", "pid_limit", "env_scrubbed", "project_readable")
+_WEAKNESS_TEXT = {
+    "network_isolated": "the snippet can reach the network",
+    "filesystem_readonly": "the project is writable (or the scratch folder is not)",
+    "host_files_hidden": "files of the host outside the project are readable",
+    "training_store_hidden": "the training store is readable",
+    "sockets_blocked": "Unix sockets of the host are reachable",
+    "disk_capped": "disk use is not capped (only the per-file size limit)",
+    "capabilities_dropped": "the snippet keeps capabilities",
+    "no_new_privs": "no_new_privs is not set",
+    "unprivileged_uid": "the snippet runs as root",
+    "pid_namespace": "no PID namespace: the snippet sees host processes",
+    "pid_limit": "no process-count limit: fork bombs are bounded only by the wall-clock limit",
+    "env_scrubbed": "the environment is not scrubbed",
+    "project_readable": "project files are not readable by the sandbox user (they need to be readable by others)",
+}
+
+
 def _weaknesses(report: Mapping[str, Any]) -> list[str]:
-    weak = []
-    if not report.get("network_isolated"):
-        weak.append("no network namespace available: the snippet can reach the network")
-    if not report.get("filesystem_readonly"):
-        weak.append("filesystem not read-only: the snippet can write wherever its user can")
-    if not report.get("pid_limit"):
-        weak.append("no process-count limit: fork bombs are bounded only by the wall-clock limit")
+    weak = [_WEAKNESS_TEXT[claim] for claim in CLAIMS if not report.get(claim)]
+    if report.get("readonly_failed"):
+        weak.append("read-only remount failed for " + ", ".join(report["readonly_failed"]))
     return weak
 
 
-def run_sandboxed(code: str, project_root: str, limits: Limits | None = None) -> SandboxRun:
-    """Run one Python program in the strongest sandbox available and report how it ended.
+def run_sandboxed(code: str, project_root: str, limits: Limits | None = None, *, hidden: tuple[str, ...] = (),
+                  cancel: threading.Event | None = None) -> SandboxRun:
+    """Run one Python program in the sandbox and report how it ended.
 
-    Raises RuntimeError when no child Python can be started at all."""
+    `hidden` names more folders under the project to keep out (the training store's folder); `cancel`
+    kills the run when set. Raises SandboxUnavailable when no mode may run here."""
     limits = limits or Limits()
-    mode, probe_report, _ = _probe()
-    run, report = _launch(mode, code, os.path.realpath(project_root), limits)
-    run.warnings = _weaknesses(report or probe_report)
+    mode = _mode_for(limits)
+    run, report = _launch(mode, code, os.path.realpath(project_root), limits, hidden=hidden, cancel=cancel)
+    if mode.weak:
+        run.warnings = ["weak mode (TONGYI_SANDBOX_WEAK=1): the program ran on a copy of the project, with no "
+                        "read or network isolation"]
+    if report.get("readonly_failed"):
+        run.warnings.append("read-only remount failed for " + ", ".join(report["readonly_failed"]))
+    if report.get("idmap_failed"):
+        run.warnings.append("project files are readable only where others may read them (no idmapped mount: "
+                            f"{report['idmap_failed']})")
     # A snippet that ended well may still mention MemoryError (caught, printed): no limit then.
     run.limit = None if run.ok else _limit_hit(run, limits)
     return run
 
 
 def _limit_hit(run: SandboxRun, limits: Limits) -> str | None:
+    if run.cancelled:
+        return "the run's deadline passed; the program was killed"
     if run.timed_out:
         return f"wall-clock limit {limits.timeout_s:g} s"
     if run.signal == signal.SIGXCPU or (run.signal == signal.SIGKILL and run.cpu_s >= limits.cpu_s - 0.5):
         return f"CPU time limit {limits.cpu_s} s"
     if run.signal == signal.SIGXFSZ or "File too large" in run.stderr:
         return f"file size limit {FSIZE_MB} MiB"
+    if "No space left on device" in run.stderr:
+        return f"disk limit {limits.disk_mb} MiB"
     if "MemoryError" in run.stderr:
         return f"memory limit {limits.memory_mb} MiB (MemoryError)"
     if run.signal in (signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGKILL):
@@ -358,151 +675,3 @@ def _limit_hit(run: SandboxRun, limits: Limits) -> str | None:
     if "BlockingIOError" in run.stderr and "Resource temporarily unavailable" in run.stderr:
         return f"process limit {limits.nproc}"
     return None
-
-
-# ---------------------------------------------------------------- init inside the sandbox
-
-_libc: Any = None
-
-
-def _c() -> Any:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-    return _libc
-
-
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-
-
-def _mount(source: str | None, target: str, flags: int) -> None:
-    _check(_c().mount(source.encode() if source else None, target.encode(), None,
-                      ctypes.c_ulong(flags), None), f"mount {target}")
-
-
-def _mount_points() -> list[str]:
-    points = []
-    with open("/proc/self/mountinfo", encoding="utf-8") as handle:
-        for line in handle:
-            # Field 5 is the mount point, with space, tab, newline and backslash octal-escaped.
-            raw = line.split()[4]
-            points.append(raw.encode().decode("unicode_escape").encode("latin-1").decode("utf-8", "replace"))
-    return points
-
-
-def _make_readonly(tmp: str) -> list[str]:
-    """Remount everything read-only except `tmp`; returns the mounts that could not be."""
-    _mount(None, "/", MS_REC | MS_PRIVATE)  # never propagate our changes to the host
-    _mount(tmp, tmp, MS_BIND | MS_REC)  # the scratch folder becomes its own, writable mount
-    failed = []
-    for point in _mount_points():
-        if point == tmp or point.startswith(tmp + "/"):
-            continue
-        try:
-            # A bind remount changes only this mount's flags; keep the ones a user namespace
-            # locks (nosuid, nodev, ...) or the kernel refuses the remount.
-            kept = os.statvfs(point).f_flag & (MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME)
-            if os.statvfs(point).f_flag & ST_RELATIME:
-                kept |= MS_RELATIME
-            _mount(None, point, MS_REMOUNT | MS_BIND | MS_RDONLY | kept)
-        except OSError as exc:
-            failed.append(f"{point} ({exc.strerror})")
-    return failed
-
-
-def _is_readonly(path: str) -> bool:
-    try:
-        return bool(os.statvfs(path).f_flag & MS_RDONLY)
-    except OSError:
-        return True  # cannot even look: nothing to write to
-
-
-def _drop_privileges(config: Mapping[str, Any]) -> None:
-    """Runs in the snippet's process before exec: limits first, then privileges."""
-    mib = 1024 * 1024
-    limits = [(resource.RLIMIT_CPU, config["cpu_s"], config["cpu_s"] + 1),
-              (resource.RLIMIT_AS, config["memory_mb"] * mib, config["memory_mb"] * mib),
-              (resource.RLIMIT_NPROC, config["nproc"], config["nproc"]),
-              (resource.RLIMIT_FSIZE, config["fsize_mb"] * mib, config["fsize_mb"] * mib),
-              (resource.RLIMIT_NOFILE, config["nofile"], config["nofile"]),
-              (resource.RLIMIT_CORE, 0, 0)]
-    for which, soft, hard in limits:
-        resource.setrlimit(which, (soft, hard))
-    libc = _c()
-    keep = 1 << CAP_DAC_READ_SEARCH if config["drop_uid"] else 0
-    if config["drop_uid"] or config["isolate_fs"]:
-        # Drop every capability from the bounding set: as root (or root of a user namespace)
-        # the snippet could otherwise remount / read-write or undo the limits.
-        with open("/proc/sys/kernel/cap_last_cap", encoding="ascii") as handle:
-            last = int(handle.read())
-        for cap in range(last + 1):
-            if not keep >> cap & 1:
-                libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)  # fails harmlessly for caps we lack
-    if config["drop_uid"]:
-        _check(libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0), "keepcaps")
-        os.setgroups([])
-        os.setresgid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
-        os.setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
-    if config["drop_uid"] or config["isolate_fs"]:
-        header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
-        data = (ctypes.c_uint32 * 6)(keep, keep, keep, 0, 0, 0)  # effective, permitted, inheritable
-        _check(libc.capset(header, data), "capset")
-        if keep:
-            # Ambient: the capability survives exec for a non-root uid (read any project file).
-            _check(libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_DAC_READ_SEARCH, 0, 0), "ambient")
-    # No setuid binary (sudo, su, ping) can give privileges back.
-    _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
-
-
-def _init_main(config: dict[str, Any]) -> int:
-    status = os.fdopen(config["status_fd"], "w", encoding="utf-8")
-    report: dict[str, Any] = {}
-    try:
-        if config["isolate_fs"]:
-            failed = _make_readonly(config["tmp"])
-            if failed:
-                report["readonly_failed"] = failed
-        outside = [p for p in ("/", config["project_root"], os.path.dirname(config["tmp"])) if p]
-        report["filesystem_readonly"] = all(_is_readonly(p) for p in outside) and not _is_readonly(config["tmp"])
-        report["network_isolated"] = [name for _, name in socket.if_nameindex()] in ([], ["lo"])
-        report["pid_namespace"] = os.getpid() == 1
-        # RLIMIT_NPROC is ignored for (real) root; it binds when the snippet runs as another uid,
-        # or as root of a user namespace created by a non-root user.
-        report["pid_limit"] = bool(config["drop_uid"]) or os.getuid() != 0 or _outer_uid() not in (0, None)
-        child = subprocess.Popen(config["argv"], cwd=config["tmp"], stdin=subprocess.DEVNULL,
-                                 preexec_fn=lambda: _drop_privileges(config))
-        while True:
-            # As PID 1 we also reap orphans; stop when the snippet itself has ended.
-            pid, wait_status, usage = os.wait4(-1, 0)
-            if pid == child.pid:
-                break
-        report["cpu"] = round(usage.ru_utime + usage.ru_stime, 3)
-        if os.WIFSIGNALED(wait_status):
-            report["exit"], report["signal"] = None, os.WTERMSIG(wait_status)
-        else:
-            report["exit"] = os.WEXITSTATUS(wait_status)
-    except Exception as exc:  # report any setup failure to the parent instead of a bare crash
-        report["error"] = f"{type(exc).__name__}: {exc}"
-    status.write(json.dumps(report))
-    status.close()
-    return 0
-
-
-def _outer_uid() -> int | None:
-    """The uid this process has outside its user namespace (None if unknown)."""
-    try:
-        with open("/proc/self/uid_map", encoding="ascii") as handle:
-            for line in handle:
-                inside, outside, _count = (int(x) for x in line.split())
-                if inside <= os.getuid() < inside + _count:
-                    return outside + os.getuid() - inside
-    except (OSError, ValueError):
-        return None
-    return None
-
-
-if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "--init":
-    sys.exit(_init_main(json.loads(sys.argv[2])))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import regex as timed_regex
 
 from tongyi_agent.tools.base import SourceRef, ToolContext, ToolError, ToolResult
 from tongyi_agent.tools.paths import read_lines, relative_label, start_or_root
@@ -14,6 +16,11 @@ MAX_HITS = 20
 MAX_FILE_BYTES = 2_000_000  # larger files are data dumps, not prose or code worth scanning
 MAX_SHOWN_CHARS = 300
 REGEX_CHARS = re.compile(r"[\\.^$*+?{}\[\]|()]")
+# A pattern like (a+)+$ backtracks exponentially on some lines: each line gets this long (the `regex`
+# package's timeout, matching without the GIL so Ctrl-C still works), and a pattern that runs out of
+# time on this many lines is dropped for the rest of the search.
+LINE_REGEX_SECONDS = 0.05
+MAX_SLOW_LINES = 10
 STOP_WORDS = frozenset({
     "the", "and", "for", "are", "but", "not", "you", "all", "any", "can", "had", "her", "was", "one",
     "our", "out", "has", "his", "how", "its", "may", "new", "now", "see", "who", "did", "does", "what",
@@ -23,18 +30,19 @@ STOP_WORDS = frozenset({
 })
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Query:
     words: tuple[str, ...]
-    regex: re.Pattern[str] | None
+    regex: timed_regex.Pattern[str] | None
+    slow_lines: int = field(default=0)
 
     @classmethod
     def parse(cls, query: str) -> _Query:
         regex = None
         if REGEX_CHARS.search(query):
             try:
-                regex = re.compile(query, re.IGNORECASE)
-            except re.error:
+                regex = timed_regex.compile(query, timed_regex.IGNORECASE)
+            except (timed_regex.error, ValueError, OverflowError):
                 regex = None  # not a valid regex: the words still work
         words = [w for w in re.findall(r"\w+", query.lower()) if len(w) >= 3 and w not in STOP_WORDS]
         if not words and regex is None:
@@ -45,10 +53,27 @@ class _Query:
     def score(self, line: str) -> int:
         lowered = line.lower()
         score = sum(1 for word in self.words if word in lowered)
-        if self.regex is not None and self.regex.search(line):
+        if self.regex is not None and self._matches(line):
             # A deliberate pattern outranks any mix of loose words.
             score += len(self.words) + 1
         return score
+
+    def _matches(self, line: str) -> bool:
+        try:
+            return self.regex is not None and self.regex.search(line, timeout=LINE_REGEX_SECONDS,
+                                                                concurrent=True) is not None
+        except TimeoutError:
+            self.slow_lines += 1
+            if self.slow_lines >= MAX_SLOW_LINES:
+                self.regex = None
+            return False
+
+    def slow_note(self) -> str:
+        if not self.slow_lines:
+            return ""
+        dropped = " and was dropped for the rest of the search" if self.regex is None else ""
+        return (f"Note: the pattern took longer than {LINE_REGEX_SECONDS:g} s on {self.slow_lines} line(s), "
+                f"which count as not matching{dropped}; simplify it (nested quantifiers like (a+)+ backtrack).\n")
 
 
 @dataclass(frozen=True)
@@ -101,7 +126,12 @@ def search_files(ctx: ToolContext, query: str, path: str = ".") -> ToolResult:
         raise ToolError("query is empty; give words or a regular expression to search for")
     start, note = start_or_root(ctx.root, path, "searched")
     parsed = _Query.parse(query)
-    hits = [hit for file in iter_files(ctx.root, start) for hit in _file_hits(parsed, ctx.root, file)]
+    hits: list[_Hit] = []
+    for file in iter_files(ctx.root, start):
+        if ctx.cancelled():
+            break  # abandoned at the deadline: nobody reads the result
+        hits += _file_hits(parsed, ctx.root, file)
+    note += parsed.slow_note()
     if not hits:
         where = relative_label(ctx.root, start)
         return ToolResult(output=f"{note}no matches for {query!r} under {where!r}; try other words, "
