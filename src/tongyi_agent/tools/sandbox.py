@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from tongyi_agent.tools import sandbox_bootstrap, sandbox_init
+from tongyi_agent.tools.scratch import SCRATCH_PREFIX, remove_stale_scratch, remove_tree
 
 SANDBOX_UID = sandbox_init.SANDBOX_UID
 DEFAULT_TIMEOUT_S = 20.0
@@ -60,7 +61,6 @@ OUTPUT_CHARS = 20_000
 ACCESS_LOG_BYTES = 1_000_000
 WEAK_COPY_MB = 200  # the weak mode copies the project; larger projects are refused
 HIDDEN_NAMES = (".tongyi_training",)
-SCRATCH_PREFIX = "tongyi-sandbox-"
 PR_SET_PDEATHSIG = 1
 
 WEAK_REFUSAL = ("run_python is disabled: this machine cannot isolate programs ({reason}). Set "
@@ -80,6 +80,7 @@ class Limits:
     output_chars: int = OUTPUT_CHARS
     weak_allowed: bool = False
     namespaces_allowed: bool = True
+    python: str = field(default_factory=lambda: sys.executable)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Limits:
@@ -89,7 +90,8 @@ class Limits:
         disk = int(_number(env.get("TONGYI_SANDBOX_DISK_MB"), DEFAULT_DISK_MB, 1, 4096))
         return cls(timeout_s=timeout, cpu_s=max(1, cpu), memory_mb=memory, disk_mb=disk,
                    weak_allowed=_flag(env.get("TONGYI_SANDBOX_WEAK"), False),
-                   namespaces_allowed=_flag(env.get("TONGYI_SANDBOX_NAMESPACES"), True))
+                   namespaces_allowed=_flag(env.get("TONGYI_SANDBOX_NAMESPACES"), True),
+                   python=(env.get("TONGYI_SANDBOX_PYTHON") or "").strip() or sys.executable)
 
 
 def _number(raw: str | None, default: float, low: float, high: float) -> float:
@@ -211,12 +213,26 @@ def _child_env() -> dict[str, str]:
     }
 
 
-def _python_prefixes() -> list[str]:
+def _python_prefixes(python: str) -> list[str]:
     """Folders the snippet's Python needs (interpreter, standard library, site-packages), outermost first."""
-    found = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
-    found.add(os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))))
-    found.add(os.path.dirname(os.path.dirname(sys.executable)))  # a venv's own folder, unresolved
+    found = {os.path.dirname(os.path.dirname(os.path.realpath(python))),
+             os.path.dirname(os.path.dirname(os.path.abspath(python)))}  # a venv's own folder, unresolved
+    if os.path.realpath(python) == os.path.realpath(sys.executable):
+        found |= {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
     return sorted(found, key=len)
+
+
+def _others_can_run(python: str) -> bool:
+    """Whether every folder on the way to the interpreter (and its real file) lets others through."""
+    for path in {os.path.abspath(python), os.path.realpath(python)}:
+        parts = path.split("/")
+        for depth in range(2, len(parts)):
+            try:
+                if not os.stat("/".join(parts[:depth])).st_mode & stat.S_IXOTH:
+                    return False
+            except OSError:
+                return False
+    return True
 
 
 def _hidden_paths(project_root: str, extra: tuple[str, ...]) -> list[str]:
@@ -255,7 +271,7 @@ def _launch(mode: _Mode, code: str, project_root: str, limits: Limits, *, hidden
             "status_fd": status_w, "log_fd": log_w, "drop_uid": mode.drop_uid, "isolate_fs": not mode.weak,
             "cpu_s": limits.cpu_s, "memory_mb": limits.memory_mb, "nproc": limits.nproc,
             "fsize_mb": limits.fsize_mb, "nofile": limits.nofile, "disk_mb": limits.disk_mb,
-            "timeout_s": limits.timeout_s, "python": sys.executable, "python_prefixes": _python_prefixes(),
+            "timeout_s": limits.timeout_s, "python": limits.python, "python_prefixes": _python_prefixes(limits.python),
             "project_root": project_root, "snippet_root": project_root,
             "hidden": _hidden_paths(project_root, hidden), "env": _child_env(),
         }
@@ -376,70 +392,6 @@ def _weak_scratch(project_root: str, hidden: list[str], drop_uid: bool) -> tuple
     return scratch, copy
 
 
-def remove_stale_scratch(folder: str | None = None) -> list[str]:
-    """Remove weak-mode scratch folders whose owner process is gone (it was killed); returns them."""
-    folder = folder or tempfile.gettempdir()
-    removed = []
-    try:
-        entries = os.listdir(folder)
-    except OSError:
-        return removed
-    for name in entries:
-        pid_text = name.removeprefix(SCRATCH_PREFIX).split("-", 1)[0]
-        if not name.startswith(SCRATCH_PREFIX) or not pid_text.isdigit():
-            continue
-        path = os.path.join(folder, name)
-        try:
-            info = os.lstat(path)
-        except OSError:
-            continue
-        if not stat.S_ISDIR(info.st_mode) or info.st_uid not in (os.geteuid(), SANDBOX_UID):
-            continue
-        if _alive(int(pid_text)):
-            continue
-        remove_tree(path)
-        removed.append(path)
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_tree(path: str) -> None:
-    """Delete a scratch tree the snippet may have filled with links and read-only folders.
-
-    Never follows a symlink: rmtree itself does not, and the permission fix-up opens folders with
-    O_NOFOLLOW and changes them through the descriptor (a plain chmod would follow a link the snippet
-    planted to a file of the user's)."""
-
-    def fix(func: Any, target: str, _exc: Any) -> None:
-        for folder in (os.path.dirname(target), target):
-            try:
-                fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-            except OSError:
-                continue  # a link, a file, or gone: nothing to fix through it
-            try:
-                os.fchmod(fd, 0o700)
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
-        with contextlib.suppress(OSError):
-            func(target)
-
-    if sys.version_info >= (3, 12):
-        shutil.rmtree(path, onexc=fix)
-    else:
-        shutil.rmtree(path, onerror=fix)
-
-
 # ---------------------------------------------------------------- choosing a mode, and probing it
 
 
@@ -468,7 +420,11 @@ def _mode_for(limits: Limits) -> _Mode:
         return mode
     if not limits.weak_allowed:
         raise SandboxUnavailable(WEAK_REFUSAL.format(reason=reason))
-    return _weak_mode()
+    mode = _weak_mode()
+    if mode.drop_uid and not _others_can_run(limits.python):
+        raise SandboxUnavailable(f"the weak sandbox runs programs as uid {SANDBOX_UID}, which cannot reach the Python "
+                                 f"at {limits.python}; set TONGYI_SANDBOX_PYTHON to an interpreter every user can run")
+    return mode
 
 
 PROBE_SNIPPET = r'''
