@@ -8,6 +8,7 @@ coroutines on one loop instead, and closes it once at the end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -21,10 +22,33 @@ class LoopRunner:
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         if self._loop is None or self._loop.is_closed():
             self._loop = asyncio.new_event_loop()
-        return self._loop.run_until_complete(coroutine)
+            self._loop.set_exception_handler(_quiet_interrupts)
+        task = self._loop.create_task(coroutine)
+        try:
+            return self._loop.run_until_complete(task)
+        except BaseException:
+            # Ctrl-C: the task either ended with the KeyboardInterrupt or is still waiting. Settle it
+            # (briefly) so that closing the loop does not log "exception was never retrieved".
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    self._loop.run_until_complete(asyncio.wait({task}, timeout=1))
+            if task.done() and not task.cancelled():
+                task.exception()
+            raise
 
     def close(self) -> None:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.run_until_complete(self._loop.shutdown_asyncgens())
             self._loop.close()
         self._loop = None
+
+
+def _quiet_interrupts(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Ctrl-C lands in whichever task was running; the CLI reports it once, so tasks that ended with
+    it are not logged again as "exception was never retrieved"."""
+    error = context.get("exception")
+    if isinstance(error, KeyboardInterrupt) or (
+            isinstance(error, BaseExceptionGroup) and error.subgroup(KeyboardInterrupt) is not None):
+        return  # (HTTP clients wrap it in an exception group)
+    loop.default_exception_handler(context)
