@@ -108,12 +108,27 @@ async def test_react_forced_turn_uses_the_final_only_grammar(project: Path) -> N
         'Thought: look\nAction: search_files\nAction Input: {"query": "billing port"}',
         "Thought: I know it\nFinal Answer: Port 8443.",
     ], supports_grammar=True)
-    result = await agent(model, project, dialect=ReactDialect(), max_steps=1).run(QUESTION)
+    result = await agent(model, project, dialect=ReactDialect(), max_steps=1, grammar="always").run(QUESTION)
     assert (result.stop_reason, result.answer) == ("forced", "Port 8443.")
     first, forced = (c.request.grammar for c in model.calls)
     assert first is not None and "Action: " in first and "search_files" in first
     assert forced is not None and "Action" not in forced and "Final Answer" in forced
     assert [s.label() for s in result.sources] == ["services/billing.md:3"]
+
+
+async def test_react_grammar_on_demand_constrains_only_the_re_ask_and_the_forced_turn(project: Path) -> None:
+    model = ScriptedModel([
+        'Thought: look\nAction: search_files\nAction Input: {"query": "billing port"}',
+        "Thought: look again\nAction: search_files\nAction Input: {query: billing}",  # malformed
+        'Thought: look\nAction: read_file\nAction Input: {"path": "services/billing.md"}',
+        "Thought: I know it\nFinal Answer: Port 8443.",
+    ], supports_grammar=True)
+    result = await agent(model, project, dialect=ReactDialect(), max_steps=3).run(QUESTION)
+    assert (result.stop_reason, result.answer) == ("forced", "Port 8443.")
+    grammars = [c.request.grammar for c in model.calls]
+    assert grammars[0] is None and grammars[1] is None  # well-formed so far: sampled freely
+    assert grammars[2] is not None and "Action: " in grammars[2]  # the re-ask after the malformed reply
+    assert grammars[3] is not None and "Action" not in grammars[3]  # the forced answer
 
 
 async def test_token_budget_forces_an_answer(project: Path) -> None:

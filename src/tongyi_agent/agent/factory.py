@@ -18,17 +18,22 @@ from tongyi_agent.tools.base import ToolContext
 
 def build_agent(settings: Settings, *, on_step: Callable[[Step], None] | None = None,
                 on_weights_progress: Callable[[int, int], None] | None = None, cache_dir: Path | None = None,
-                offline: bool = False, model: ChatModel | None = None) -> Agent:
+                offline: bool = False, model: ChatModel | None = None,
+                on_note: Callable[[str], None] | None = None,
+                on_tool_progress: Callable[[str, int, int], None] | None = None) -> Agent:
     """`cache_dir` holds downloads (papers, web pages); `offline` turns network tools off; `model`, when
-    given, is used instead of the backend the profile describes (the profile still sets the limits)."""
+    given, is used instead of the backend the profile describes (the profile still sets the limits).
+    `on_note` gets the backend's notes (prompt cache), `on_tool_progress` slow tool work (indexing)."""
     profile = settings.profile
     if model is None:
-        model = build_model(profile, settings.env, user_cache_dir(), on_weights_progress)
+        model = build_model(profile, settings.env, user_cache_dir(), on_weights_progress, on_note)
     spec = AgentSpec(max_steps=settings.max_steps, max_tokens=settings.max_tokens,
                      max_seconds=settings.timeout, context_tokens=profile.context_length,
                      max_output_tokens=min(profile.max_output_tokens, profile.context_length // 4))
     offline = offline or _env_flag(settings, "TONGYI_OFFLINE")
-    context = ToolContext(root=settings.root, cache_dir=cache_dir, offline=offline, env=settings.env)
+    index_dir = None if _env_off(settings, "TONGYI_SEARCH_INDEX") else user_cache_dir() / "search-index"
+    context = ToolContext(root=settings.root, cache_dir=cache_dir, offline=offline, env=settings.env,
+                          index_dir=index_dir, on_progress=on_tool_progress)
     try:
         tools = default_registry(profile.tool_names(), timeout=tool_time_limit(settings.env))
     except ValueError as exc:
@@ -39,3 +44,7 @@ def build_agent(settings: Settings, *, on_step: Callable[[Step], None] | None = 
 
 def _env_flag(settings: Settings, name: str) -> bool:
     return settings.env.get(name, "").strip().lower() in ("1", "true", "yes")
+
+
+def _env_off(settings: Settings, name: str) -> bool:
+    return settings.env.get(name, "").strip().lower() in ("0", "false", "no", "off")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from tongyi_agent.agent.factory import build_agent
 from tongyi_agent.agent.loop import Agent
@@ -52,6 +52,8 @@ class AgentSession:
         self.turns: list[tuple[str, RunResult]] = []
         self._agent: Agent | None = None
         self._status = None
+        self._tool_bar: Progress | None = None
+        self._tool_bar_task = 0
 
     @property
     def agent(self) -> Agent:
@@ -101,7 +103,9 @@ class AgentSession:
         try:
             with self.console.status(f"Loading {settings.profile.name} ({settings.profile.model_id})…"):
                 agent = build_agent(settings, on_step=self._on_step, on_weights_progress=on_bytes,
-                                    cache_dir=self.cache_dir, offline=self.offline)
+                                    cache_dir=self.cache_dir, offline=self.offline,
+                                    on_note=self._on_note if self.verbose else None,
+                                    on_tool_progress=self._tool_progress)
             if self.prompt is None:
                 return agent
             return agent.variant(instructions=self.prompt.components.get("system"),
@@ -109,6 +113,27 @@ class AgentSession:
         finally:
             if task:
                 progress.stop()
+
+    def _on_note(self, text: str) -> None:
+        self.console.print(text, style="dim", markup=False)
+
+    def _tool_progress(self, what: str, done: int, total: int) -> None:
+        """Slow tool work (building a search index): a bar in the spinner line, or its own bar."""
+        if self._status is not None:
+            filled = int(20 * done / max(total, 1))
+            self._status.update(f"{what} {'━' * filled}{'─' * (20 - filled)} {done:,}/{total:,}")
+            return
+        if self._tool_bar is None:
+            if not self.console.is_terminal:
+                return
+            self._tool_bar = Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                      console=self.console, transient=True)
+            self._tool_bar.start()
+            self._tool_bar_task = self._tool_bar.add_task(what, total=total)
+        self._tool_bar.update(self._tool_bar_task, completed=done, total=total)
+        if done >= total:
+            self._tool_bar.stop()
+            self._tool_bar = None
 
     def _on_step(self, step: Step) -> None:
         if self.verbose:

@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tongyi_agent.llm import llama_prefix
 from tongyi_agent.llm.base import ChatMessage, ChatRequest, ChatResponse, ModelError, Usage
+from tongyi_agent.llm.prompt_cache import CachedPrefix, PromptCache, file_digest, prefix_key
 
 
 class EmbeddedBackend:
@@ -23,7 +26,8 @@ class EmbeddedBackend:
 
     def __init__(self, model_path: Path, *, name: str, n_ctx: int = 4096, n_threads: int | None = None,
                  max_output_tokens: int = 1024, temperature: float = 0.0, seed: int = 0,
-                 lora_path: Path | None = None) -> None:
+                 lora_path: Path | None = None, prompt_cache: PromptCache | None = None,
+                 weights_id: str | None = None) -> None:
         try:
             from llama_cpp import Llama
         except ImportError as exc:  # pragma: no cover - the default install has it
@@ -43,6 +47,15 @@ class EmbeddedBackend:
             what = f"{model_path.name} with adapter {lora_path}" if lora_path else model_path.name
             raise ModelError(f"could not load {what}: {exc}") from exc
         self.n_ctx = n_ctx
+        # The system prompt's KV state is loaded from (or saved to) this cache instead of prefilled.
+        self.prompt_cache = prompt_cache
+        if prompt_cache is not None:
+            prompt_cache.on_note = self._note
+        self.on_note: Callable[[str], None] | None = None  # --verbose notes (cache misses, discarded entries)
+        self._weights_id = weights_id or f"{model_path.resolve()}:{model_path.stat().st_size}"
+        self._adapter_id = file_digest(lora_path) if lora_path else ""
+        self._prefixes: dict[str, list[int] | None] = {}  # system text -> prefix tokens
+        self.prefix_stats = {"loaded": 0, "saved": 0, "warm": 0}
 
     async def chat(self, messages: list[ChatMessage], request: ChatRequest | None = None) -> ChatResponse:
         return await asyncio.to_thread(self._chat_sync, messages, request or ChatRequest())
@@ -62,6 +75,8 @@ class EmbeddedBackend:
         if request.grammar:
             kwargs["grammar"] = LlamaGrammar.from_string(request.grammar, verbose=False)
         with self._lock:
+            if self.prompt_cache is not None and messages and messages[0].role == "system":
+                self._warm_prefix(messages[0].content)
             try:
                 result = self._llama.create_chat_completion(**kwargs)
             except ValueError as exc:  # e.g. prompt longer than the context window
@@ -74,6 +89,42 @@ class EmbeddedBackend:
             model=self.name,
             finish_reason=choice.get("finish_reason"),
         )
+
+    def _warm_prefix(self, system: str) -> None:
+        """Have the system prompt's KV state in the context: kept from the last call, loaded from
+        the prompt cache, or evaluated now and saved there for the next process."""
+        assert self.prompt_cache is not None
+        if system not in self._prefixes:
+            self._prefixes[system] = llama_prefix.chat_prefix_tokens(self._llama, system)
+        tokens = self._prefixes[system]
+        if not tokens or len(tokens) >= self.n_ctx // 2:
+            return
+        if llama_prefix.holds_prefix(self._llama, tokens):
+            self.prefix_stats["warm"] += 1
+            return
+        import llama_cpp
+
+        key = prefix_key(weights_id=self._weights_id, adapter_id=self._adapter_id, n_ctx=self.n_ctx,
+                         runtime=f"llama-cpp-python {llama_cpp.__version__}", tokens=tokens)
+        entry = self.prompt_cache.get(key)
+        if entry is not None:
+            if tuple(tokens) == entry.tokens and llama_prefix.restore(self._llama, tokens, entry.state):
+                self.prefix_stats["loaded"] += 1
+                self._note(f"prompt cache: loaded the KV state of {len(tokens)} prefix tokens")
+                return
+            self.prompt_cache.discard(key, "llama.cpp refused the state")
+        try:
+            state = llama_prefix.evaluate_and_save(self._llama, tokens)
+        except RuntimeError as exc:
+            self._note(f"prompt cache: not saved ({exc})")
+            return
+        self.prompt_cache.put(key, CachedPrefix(tuple(tokens), state))
+        self.prefix_stats["saved"] += 1
+        self._note(f"prompt cache: saved the KV state of {len(tokens)} prefix tokens ({len(state) // 1024} KiB)")
+
+    def _note(self, text: str) -> None:
+        if self.on_note is not None:
+            self.on_note(text)
 
     def count_tokens(self, text: str) -> int:
         return len(self._llama.tokenize(text.encode(), add_bos=False))

@@ -4,27 +4,49 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tongyi_agent.config.profiles import ModelProfile, is_local_url
 from tongyi_agent.llm.base import ChatModel, ModelError
+from tongyi_agent.llm.prompt_cache import DEFAULT_MAX_BYTES, PromptCache
 from tongyi_agent.llm.weights import WEIGHT_SETS, WeightsError, ensure_weights
 
+if TYPE_CHECKING:
+    from tongyi_agent.llm.embedded import EmbeddedBackend
+
 # Loaded embedded models stay in memory for the process: the REPL may switch back and forth.
-_LOADED: dict[tuple[str, int, str], ChatModel] = {}
+_LOADED: dict[tuple[str, int, str], EmbeddedBackend] = {}
 
 
 def build_model(profile: ModelProfile, env: Mapping[str, str], cache_dir: Path,
-                progress: Callable[[int, int], None] | None = None) -> ChatModel:
-    """The backend for `profile`; raises ModelError with a one-line reason when it cannot be used."""
+                progress: Callable[[int, int], None] | None = None,
+                on_note: Callable[[str], None] | None = None) -> ChatModel:
+    """The backend for `profile`; raises ModelError with a one-line reason when it cannot be used.
+
+    `on_note` receives the embedded backend's notes about its prompt cache (for --verbose)."""
     if profile.provider == "embedded":
-        return _embedded(profile, cache_dir, progress)
+        return _embedded(profile, env, cache_dir, progress, on_note)
     if profile.provider == "anthropic":
         return _anthropic(profile, env)
     return _openai(profile, env)
 
 
-def _embedded(profile: ModelProfile, cache_dir: Path,
-              progress: Callable[[int, int], None] | None) -> ChatModel:
+def prompt_cache_for(env: Mapping[str, str], cache_dir: Path) -> PromptCache | None:
+    """The prompt cache (TONGYI_PROMPT_CACHE_DIR, else under `cache_dir`), or None when
+    TONGYI_PROMPT_CACHE=0 turns it off. TONGYI_PROMPT_CACHE_MB bounds its size."""
+    if env.get("TONGYI_PROMPT_CACHE", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    raw = env.get("TONGYI_PROMPT_CACHE_MB", "").strip()
+    try:
+        max_bytes = int(float(raw) * 1024 * 1024) if raw else DEFAULT_MAX_BYTES
+    except ValueError:
+        raise ModelError(f"TONGYI_PROMPT_CACHE_MB must be a number of megabytes, got {raw!r}") from None
+    folder = env.get("TONGYI_PROMPT_CACHE_DIR", "").strip()
+    return PromptCache(Path(folder) if folder else cache_dir / "prompt-cache", max_bytes)
+
+
+def _embedded(profile: ModelProfile, env: Mapping[str, str], cache_dir: Path,
+              progress: Callable[[int, int], None] | None, on_note: Callable[[str], None] | None) -> ChatModel:
     weight_set = WEIGHT_SETS.get(profile.weights or "")
     if weight_set is None:
         raise ModelError(f"profile {profile.name}: unknown weights {profile.weights!r}; "
@@ -39,8 +61,12 @@ def _embedded(profile: ModelProfile, cache_dir: Path,
 
         _LOADED[key] = EmbeddedBackend(path, name=profile.model_id, n_ctx=profile.context_length,
                                        max_output_tokens=profile.max_output_tokens,
-                                       temperature=profile.temperature or 0.0, lora_path=profile.lora)
-    return _LOADED[key]
+                                       temperature=profile.temperature or 0.0, lora_path=profile.lora,
+                                       prompt_cache=prompt_cache_for(env, cache_dir), weights_id=weight_set.sha256)
+    backend = _LOADED[key]
+    if on_note is not None:
+        backend.on_note = on_note
+    return backend
 
 
 def _openai(profile: ModelProfile, env: Mapping[str, str]) -> ChatModel:

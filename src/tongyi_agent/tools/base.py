@@ -72,6 +72,8 @@ class ToolContext:
     env: Mapping[str, str] = field(default_factory=dict)
     deadline: float | None = None  # time.monotonic() by which this call must be done; None: no deadline
     cancel: threading.Event | None = None  # set when the registry abandons this call
+    index_dir: Path | None = None  # where search_files keeps its full-text indexes; None: always scan
+    on_progress: Callable[[str, int, int], None] | None = None  # (what, done, total) of slow work
 
     def time_left(self, default: float) -> float:
         """Seconds this call may still take: `default`, or less when the deadline is nearer."""

@@ -132,6 +132,12 @@ class GitIgnore:
                 self._specs[rel_dir] = None
         return self._specs[rel_dir]
 
+    def has_rules_for(self, rel_dir: str) -> bool:
+        """Whether any .gitignore from the root down to the folder `rel_dir` has rules (a quick
+        answer for the common case of folders no .gitignore covers)."""
+        parts = [p for p in rel_dir.split("/") if p not in ("", ".")]
+        return any(self._spec_for("/".join(parts[:depth])) is not None for depth in range(len(parts) + 1))
+
     def is_ignored(self, rel_path: str, *, is_dir: bool = False) -> bool:
         """Whether the posix path relative to the root is ignored; `is_dir` makes `dir/` patterns apply."""
         parts = [p for p in rel_path.split("/") if p not in ("", ".")]

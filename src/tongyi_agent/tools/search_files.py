@@ -10,11 +10,17 @@ import regex as timed_regex
 
 from tongyi_agent.tools.base import SourceRef, ToolContext, ToolError, ToolResult
 from tongyi_agent.tools.paths import read_lines, relative_label, start_or_root
+from tongyi_agent.tools.search_index import IndexUnavailable, search_candidates
 from tongyi_agent.tools.walk import iter_files
 
 MAX_HITS = 20
 MAX_FILE_BYTES = 2_000_000  # larger files are data dumps, not prose or code worth scanning
 MAX_SHOWN_CHARS = 300
+# With an index: the files whose lines are scored, best BM25 first. Well above what MAX_HITS shows.
+CANDIDATE_FILES = 50
+# Below this many bytes of text under the searched folder a scan is as fast as the index
+# (benchmarks/latency.py measures both), and the exact substring matching of the scan is kept.
+SCAN_BELOW_BYTES = 1_000_000
 REGEX_CHARS = re.compile(r"[\\.^$*+?{}\[\]|()]")
 # A pattern like (a+)+$ backtracks exponentially on some lines: each line gets this long (the `regex`
 # package's timeout, matching without the GIL so Ctrl-C still works), and a pattern that runs out of
@@ -49,6 +55,10 @@ class _Query:
             # Only short or stop words ("is", "C#"): search for the literal text rather than nothing.
             words = [query.strip().lower()]
         return cls(tuple(dict.fromkeys(words)), regex)
+
+    def indexable(self) -> bool:
+        """Plain words an FTS5 index can look up; a regex or a literal like "C#" needs the scan."""
+        return self.regex is None and all(re.fullmatch(r"\w{3,}", word) for word in self.words)
 
     def score(self, line: str) -> int:
         lowered = line.lower()
@@ -115,6 +125,29 @@ def _file_hits(query: _Query, root: Path, file: Path) -> list[_Hit]:
     return hits
 
 
+def gather_hits(ctx: ToolContext, query: _Query, start: Path) -> list[_Hit]:
+    """Every scored line under `start`: from the index's candidate files when the tree is large and
+    the query is plain words, else from a scan of every text file."""
+    files = None
+    if ctx.index_dir is not None and query.indexable():
+        progress = ctx.on_progress
+        try:
+            files = search_candidates(ctx.index_dir, ctx.root, start, query.words, CANDIDATE_FILES,
+                                      scan_below_bytes=SCAN_BELOW_BYTES, cancelled=ctx.cancelled,
+                                      progress=(lambda done, total: progress("Indexing files", done, total))
+                                      if progress else None)
+        except IndexUnavailable:
+            files = None  # another process is building it, or the cache is not writable: scan
+    if files is None:
+        files = iter_files(ctx.root, start)
+    hits: list[_Hit] = []
+    for file in files:
+        if ctx.cancelled():
+            break  # abandoned at the deadline: nobody reads the result
+        hits += _file_hits(query, ctx.root, file)
+    return hits
+
+
 def search_files(ctx: ToolContext, query: str, path: str = ".") -> ToolResult:
     """Search text files for lines containing any of the query words (or matching a regex).
 
@@ -126,11 +159,7 @@ def search_files(ctx: ToolContext, query: str, path: str = ".") -> ToolResult:
         raise ToolError("query is empty; give words or a regular expression to search for")
     start, note = start_or_root(ctx.root, path, "searched")
     parsed = _Query.parse(query)
-    hits: list[_Hit] = []
-    for file in iter_files(ctx.root, start):
-        if ctx.cancelled():
-            break  # abandoned at the deadline: nobody reads the result
-        hits += _file_hits(parsed, ctx.root, file)
+    hits = gather_hits(ctx, parsed, start)
     note += parsed.slow_note()
     if not hits:
         where = relative_label(ctx.root, start)

@@ -33,18 +33,42 @@ def iter_files(root: Path, start: Path) -> Iterator[Path]:
         if _is_text_file_in_root(start, root):
             yield start
         return
+    for _label, entry in iter_unignored(root, start):
+        path = Path(entry.path)
+        if _is_text_file_in_root(path, root):
+            yield path
+
+
+def iter_unignored(root: Path, start: Path) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """(path relative to the root, entry) of the non-folder entries under the folder `start` that
+    SKIP_DIRS and .gitignore leave, in sorted order.
+
+    Neither their type nor their content is checked: the search index does that only for files it
+    has not seen before, from their size and modification time. Folder links are not entered,
+    which also rules out cycles.
+    """
+    root = root.resolve()
     ignore = GitIgnore.load(root)
-    # followlinks=False: linked folders are not entered, which also rules out cycles.
-    for dirpath, dirnames, filenames in os.walk(start):
-        here = Path(dirpath)
-        rel_dir = here.relative_to(root).as_posix()
-        prefix = "" if rel_dir == "." else f"{rel_dir}/"
-        dirnames[:] = sorted(
-            d for d in dirnames if d not in SKIP_DIRS and not ignore.is_ignored(prefix + d, is_dir=True)
-        )
-        for name in sorted(filenames):
-            if ignore.is_ignored(prefix + name):
+    rel_start = start.relative_to(root).as_posix()
+    stack = [(str(start), "" if rel_start == "." else f"{rel_start}/")]
+    while stack:
+        folder, prefix = stack.pop()
+        try:
+            with os.scandir(folder) as scan:
+                entries = sorted(scan, key=lambda e: e.name)
+        except OSError:
+            continue
+        folders = []
+        ruled = ignore.has_rules_for(prefix)
+        for entry in entries:
+            label = prefix + entry.name
+            try:
+                is_folder = entry.is_dir(follow_symlinks=False)
+            except OSError:
                 continue
-            path = here / name
-            if _is_text_file_in_root(path, root):
-                yield path
+            if is_folder:
+                if entry.name not in SKIP_DIRS and not (ruled and ignore.is_ignored(label, is_dir=True)):
+                    folders.append((entry.path, f"{label}/"))
+            elif not (ruled and ignore.is_ignored(label)):
+                yield label, entry
+        stack.extend(reversed(folders))
