@@ -9,6 +9,9 @@ Sections (all by default; `--sections` picks some):
   off vs on (embedded model).
 - `grammar`: file-lookup questions with the GBNF grammar on every call vs on demand: accuracy,
   malformed replies, model calls, seconds (embedded model).
+- `budget`:  the observation budget, current vs lean (hits per search, characters per line, the
+  read_file window), on file-lookup questions and on npm's own documentation (91 markdown files
+  nobody here wrote, when installed), with questions whose answers were checked by hand.
 
 Every measurement is stored in a results file as it is made and skipped when the file has it, so an
 interrupted run resumes. `--max-runs N` stops after N new embedded-model runs (run it again to go
@@ -307,6 +310,75 @@ def section_grammar(results: Results, budget: Budget) -> None:
                 "cited": any(s.path == q.file for s in result.sources), **before})
 
 
+# ---------------------------------------------------------------- observation budget (embedded, in-process)
+
+NPM_DOCS = Path("/usr/lib/node_modules/npm/docs/content")
+# Answers checked by hand in npm's docs (using-npm/config.md, using-npm/scripts.md).
+NPM_QUESTIONS = [
+    ("What is the default value of npm's fetch-timeout setting?", "300000", "using-npm/config.md"),
+    ("What is the default value of the maxsockets config in npm?", "15", "using-npm/config.md"),
+    ("Which license does npm init use by default?", "ISC", "using-npm/config.md"),
+    ("What is npm's default loglevel?", "notice", "using-npm/config.md"),
+    ("Which environment variable is set to the lifecycle stage being executed in npm scripts?",
+     "npm_lifecycle_event", "using-npm/scripts.md"),
+    ("What is the default cache folder of npm on Posix systems?", "~/.npm", "using-npm/config.md"),
+    ("What version does npm init give a new package by default?", "1.0.0", "using-npm/config.md"),
+    ("What is the default value of fetch-retry-mintimeout in npm?", "10000", "using-npm/config.md"),
+    ("What is the default npm registry URL?", "registry.npmjs.org", "using-npm/config.md"),
+]
+# name -> (search_files.MAX_HITS, search_files.MAX_SHOWN_CHARS, read_file.MAX_LINES, read_file.MAX_CHARS)
+BUDGETS = {"current": None, "lean": (10, 200, 200, 8000)}
+
+
+def section_budget(results: Results, budget: Budget) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from file_lookup import make_corpus  # type: ignore[import-not-found]
+    from tongyi_agent.agent.dialects import get_dialect
+    from tongyi_agent.agent.loop import Agent, AgentSpec
+    from tongyi_agent.config import load_settings, user_cache_dir
+    from tongyi_agent.llm.registry import build_model
+    from tongyi_agent.tools import default_registry
+    from tongyi_agent.tools import read_file as read_module
+    from tongyi_agent.tools import search_files as search_module
+
+    current = (search_module.MAX_HITS, search_module.MAX_SHOWN_CHARS, read_module.MAX_LINES, read_module.MAX_CHARS)
+    with tempfile.TemporaryDirectory() as tmp:
+        lookup_root = Path(tmp)
+        sets = {"lookup": (lookup_root, [(q.text, q.expected, q.file) for q in make_corpus(lookup_root)])}
+        if NPM_DOCS.is_dir():
+            sets["npm"] = (NPM_DOCS, NPM_QUESTIONS)
+        pending = [(name, i, arm) for name, (_, qs) in sets.items() for i in range(len(qs)) for arm in BUDGETS
+                   if results.get(f"budget/{arm}/{name}/{i}") is None]
+        if not pending:
+            return
+        settings = load_settings(lookup_root, model="local")
+        profile = settings.profile
+        model = build_model(profile, settings.env, user_cache_dir())
+        tools = default_registry(profile.tool_names())
+        spec = AgentSpec(max_steps=settings.max_steps, context_tokens=profile.context_length,
+                         max_output_tokens=min(profile.max_output_tokens, profile.context_length // 4))
+        try:
+            for name, i, arm in pending:
+                if not budget.take():
+                    return
+                hits, chars, lines, window = BUDGETS[arm] or current
+                search_module.MAX_HITS, search_module.MAX_SHOWN_CHARS = hits, chars
+                read_module.MAX_LINES, read_module.MAX_CHARS = lines, window
+                root, questions = sets[name]
+                text, expected, file = questions[i]
+                agent = Agent(model, tools, get_dialect("react"), root, spec)
+                before = conditions()
+                started = time.perf_counter()
+                result = agent.run_sync(text)
+                results.put(f"budget/{arm}/{name}/{i}", {
+                    "correct": expected.lower() in result.answer.lower(), "seconds": time.perf_counter() - started,
+                    "model_calls": result.model_calls, "input_tokens": result.usage.input_tokens,
+                    "cited": any(s.path == file for s in result.sources), **before})
+        finally:
+            search_module.MAX_HITS, search_module.MAX_SHOWN_CHARS = current[:2]
+            read_module.MAX_LINES, read_module.MAX_CHARS = current[2:]
+
+
 # ---------------------------------------------------------------- report
 
 def report(results: Results) -> None:
@@ -378,11 +450,24 @@ def report(results: Results) -> None:
         a = statistics.mean(x["seconds"] for x in rows["always"][:n])
         b = statistics.mean(x["seconds"] for x in rows["on_demand"][:n])
         print(f"  ratio on-demand/always (s/q)  {b / a:.2f}")
+        print()
+    for name in ("lookup", "npm"):
+        arms = {arm: [d[k] for k in sorted(d) if k.startswith(f"budget/{arm}/{name}/")] for arm in BUDGETS}
+        n = min(len(v) for v in arms.values())
+        if not n:
+            continue
+        print(f"observation budget on {name} questions, n={n} each (lean = {BUDGETS['lean']}: hits, chars per line, "
+              "read_file lines and chars)")
+        for arm, rows in arms.items():
+            r = rows[:n]
+            print(f"  {arm:<8} accuracy {sum(x['correct'] for x in r)}/{n}  cited {sum(x['cited'] for x in r)}/{n}  "
+                  f"input tokens/q {statistics.mean(x['input_tokens'] for x in r):6.0f}  "
+                  f"s/q {statistics.mean(x['seconds'] for x in r):5.1f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sections", default="startup,search,cache,grammar")
+    parser.add_argument("--sections", default="startup,search,cache,grammar,budget")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "tongyi-latency-bench",
                         help="results file, generated trees and caches (kept for resuming)")
     parser.add_argument("--max-runs", type=int, default=None, help="new embedded-model runs in this invocation")
@@ -401,6 +486,8 @@ def main() -> None:
             section_cache(results, args.work, budget)
         if "grammar" in sections:
             section_grammar(results, budget)
+        if "budget" in sections:
+            section_budget(results, budget)
         if budget.left == 0:
             print("stopped after --max-runs new embedded runs; run the same command again to go on", file=sys.stderr)
     report(results)
