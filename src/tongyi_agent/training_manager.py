@@ -9,7 +9,10 @@
     print(manager.get_agent_stats(agent)["total_interactions"])
 
     manager.run_optimization(agent, iterations=5, tasks_file="tasks.jsonl")  # True if promoted
-    manager.run_training_session("tongyi", queries, optimization_iterations=5)
+    manager.run_training_session(agent_type="tongyi", queries=queries, optimization_iterations=5)
+
+The same API is importable as the guide writes it, `from training_manager import get_training_manager`
+(a top-level module installed with the package).
 """
 
 from __future__ import annotations
@@ -111,13 +114,17 @@ class TrainingManager:
         workspace = agent.workspace if agent is not None else self._workspace()
         return workspace.export(Path(path), format, tools_schema=default_registry().openai_schemas())
 
-    def run_optimization(self, agent: OptimizedAgent, iterations: int = 5, *, tasks_file: Path | str | None = None,
-                         budget_rollouts: int = 200, seed: int = 0) -> bool:
-        """Optimize the agent's prompt on `tasks_file` (or its recorded runs).
+    def run_optimization(self, agent: OptimizedAgent, iterations: int | None = None, *,
+                         tasks_file: Path | str | None = None, budget_rollouts: int = 200, seed: int = 0) -> bool:
+        """Optimize the agent's prompt on `tasks_file` (or its recorded runs), as the guide writes it:
+        `run_optimization(agent, iterations=100)`.
 
-        True only when a better prompt was found and promoted (activated) after winning on the
-        held-out tasks. Raises NotEnoughTasksError below 10 usable tasks. The full outcome is kept
-        in `self.last_optimization`."""
+        `iterations` defaults to `[prompt_optimization] iterations` (or `max_iterations`) of
+        training_config.ini. True only when a better prompt was found and promoted (activated) after
+        winning on the held-out tasks. Raises NotEnoughTasksError below 10 usable tasks. The full
+        outcome is kept in `self.last_optimization`."""
+        if iterations is None:
+            iterations = agent.workspace.training.prompt_optimization.max_iterations
         request = OptimizeRequest(iterations=iterations, budget_rollouts=budget_rollouts, seed=seed,
                                   tasks_file=Path(tasks_file) if tasks_file else None)
         self.last_optimization = run_prompt_optimization(agent.workspace, agent.agent, request)
@@ -125,9 +132,12 @@ class TrainingManager:
         return bool(candidate and candidate.status == "active")
 
     def run_training_session(self, agent_type: str = "tongyi", queries: list[str] | tuple[str, ...] = (),
-                             optimization_iterations: int = 5, *, tasks_file: Path | str | None = None,
+                             optimization_iterations: int | None = None, *, tasks_file: Path | str | None = None,
                              budget_rollouts: int = 200) -> dict[str, Any]:
-        """Answer `queries` with recording on, then optimize the prompt.
+        """Answer `queries` with recording on, then optimize the prompt, as the guide writes it:
+        `run_training_session(agent_type="claude", queries=[...], optimization_iterations=200)`.
+
+        `optimization_iterations` defaults to the `[prompt_optimization]` setting.
 
         Returns `success` (every query answered), `queries_processed`, `before_score` and
         `after_score` (held-out score of the seed and of the best prompt; None when the optimization

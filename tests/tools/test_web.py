@@ -270,7 +270,7 @@ class FakeDDGS:
 
 
 def test_search_ddgs_by_default(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(web_module, "DDGS", FakeDDGS)
+    monkeypatch.setattr("ddgs.DDGS", FakeDDGS)  # web.py imports it when it searches
     monkeypatch.setattr(FakeDDGS, "calls", [])
     monkeypatch.setattr(FakeDDGS, "fail", False)
     ctx = ToolContext(root=project)

@@ -13,35 +13,27 @@ import threading
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import click
 import typer
-from typer.core import TyperGroup
 
 from tongyi_agent import __version__
 from tongyi_agent.cli.console import EXIT_FAILED, err, fail, out
+from tongyi_agent.cli.group import PanelledCommand, QuestionFirstGroup
 from tongyi_agent.cli.memory import memory_app
 from tongyi_agent.cli.models import models_app
 from tongyi_agent.cli.prompts import prompts_app
 from tongyi_agent.cli.rollout import EPILOG as ROLLOUT_EPILOG
 from tongyi_agent.cli.rollout import rollout_command
-from tongyi_agent.config import ConfigError, Settings, load_settings
-from tongyi_agent.learn.workspace import TrainingWorkspace
-from tongyi_agent.store.prompts import PromptVersion
 
+if TYPE_CHECKING:
+    from tongyi_agent.config import Settings
+    from tongyi_agent.learn.workspace import TrainingWorkspace
+    from tongyi_agent.store.prompts import PromptVersion
 
-class QuestionFirstGroup(TyperGroup):
-    """`tongyi-cli "question"` runs the hidden `ask` command; `tongyi-cli models ...` runs a subcommand.
-
-    Anything whose first word is not a subcommand name (options, a question, nothing) goes to `ask`.
-    """
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if not args or args[0] not in self.commands:
-            args = ["ask", *args]
-        return super().parse_args(ctx, args)
-
+# Everything past the command line's definition is imported where it is used: `--help`, `--version`,
+# `--tools`, `models list`, `prompts list` and `--training-stats` must not load the agent loop, the
+# learners, the model backends or the PDF and web stacks (tests/cli/test_fast_start.py).
 
 app = typer.Typer(cls=QuestionFirstGroup, add_completion=False, rich_markup_mode=None,
                   pretty_exceptions_enable=False, context_settings={"help_option_names": ["-h", "--help"]})
@@ -49,6 +41,8 @@ app.add_typer(models_app, name="models")
 app.add_typer(prompts_app, name="prompts")
 app.add_typer(memory_app, name="memory")
 app.command("rollout", epilog=ROLLOUT_EPILOG)(rollout_command)
+
+ANSWERING, RECORDING, OPTIMIZING, EXPORTING = "Answering", "Recording", "Optimizing", "Exporting"
 
 
 class TrainingMode(StrEnum):
@@ -70,7 +64,7 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.command("ask", hidden=True, epilog=(
+@app.command("ask", hidden=True, cls=PanelledCommand, epilog=(
     "More: tongyi-cli models list|info|set|test manages model profiles; tongyi-cli prompts "
     "list|show|diff|activate|rollback|add manages prompt versions; tongyi-cli memory list|show|forget manages "
     "the worked examples kept from confirmed runs; tongyi-cli rollout runs one task for "
@@ -78,75 +72,87 @@ def _version(value: bool) -> None:
 def main_command(
     question: Annotated[str | None, typer.Argument(
         help="The question to answer. Omit it to open an interactive session, or pipe it on stdin.")] = None,
-    root: Annotated[Path, typer.Option("--root", "-r", help="Project folder the agent may read (default: .).")]
-    = Path("."),
-    model: Annotated[str | None, typer.Option("--model", "-m", help=(
+    # Answering
+    root: Annotated[Path, typer.Option("--root", "-r", rich_help_panel=ANSWERING, help=(
+        "Project folder the agent may read (default: .). Also accepted before a subcommand."))] = Path("."),
+    model: Annotated[str | None, typer.Option("--model", "-m", rich_help_panel=ANSWERING, help=(
         "Model profile from models.ini: local (default, embedded, offline), local-small, tongyi, ..."))] = None,
-    base_url: Annotated[str | None, typer.Option(help=(
+    base_url: Annotated[str | None, typer.Option(rich_help_panel=ANSWERING, help=(
         "Any OpenAI-compatible server (vLLM, Ollama, llama.cpp server, OpenRouter); use with --model-id."))]
     = None,
-    model_id: Annotated[str | None, typer.Option(help="Model name to request from the server.")] = None,
-    max_steps: Annotated[int | None, typer.Option(
-        help="Model calls per question before the answer is forced (default 8).")] = None,
-    timeout: Annotated[float | None, typer.Option(help=(
+    model_id: Annotated[str | None, typer.Option(rich_help_panel=ANSWERING,
+                                                 help="Model name to request from the server.")] = None,
+    max_steps: Annotated[int | None, typer.Option(rich_help_panel=ANSWERING, help=(
+        "Model calls per question before the answer is forced (default 8)."))] = None,
+    timeout: Annotated[float | None, typer.Option(rich_help_panel=ANSWERING, help=(
         "Deadline per question in seconds (default 300): model calls, retries and tools never run past it; the "
         "answer is forced when a fifth (at most 30 s) is left, and work still running then is abandoned."))]
     = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print each step as it happens.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help=(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", rich_help_panel=ANSWERING,
+                                          help="Print each step as it happens.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", rich_help_panel=ANSWERING, help=(
         "Print one JSON object: answer, sources, steps, model, seconds, usage."))] = False,
-    show_tools: Annotated[bool, typer.Option("--tools", help="List the agent's tools with their schemas and exit.")]
-    = False,
-    validate: Annotated[bool, typer.Option("--validate-config", help=(
-        "Check models.ini, .env and profiles; print pass/warn/fail per item and exit."))] = False,
-    interactive: Annotated[bool, typer.Option("--interactive", "-i", help=(
+    interactive: Annotated[bool, typer.Option("--interactive", "-i", rich_help_panel=ANSWERING, help=(
         "Open the interactive session even when stdin is not a terminal."))] = False,
-    offline: Annotated[bool, typer.Option("--offline", help=(
+    offline: Annotated[bool, typer.Option("--offline", rich_help_panel=ANSWERING, help=(
         "Turn off the tools that need the network (web, papers); they tell the model so."))] = False,
-    train: Annotated[bool, typer.Option("--train", help=(
+    show_tools: Annotated[bool, typer.Option("--tools", rich_help_panel=ANSWERING, help=(
+        "List the agent's tools with their schemas and exit."))] = False,
+    validate: Annotated[bool, typer.Option("--validate-config", rich_help_panel=ANSWERING, help=(
+        "Check models.ini, training_config.ini, .env and profiles; print pass/warn/fail per item and exit."))]
+    = False,
+    # Recording
+    train: Annotated[bool, typer.Option("--train", rich_help_panel=RECORDING, help=(
         "Record this run (spans, answer, sources, rewards) as training data under .tongyi_training/."))] = False,
-    training_mode: Annotated[TrainingMode | None, typer.Option(help=(
-        "Learning mode stored with recorded runs (default from training_config.ini)."))] = None,
-    training_stats: Annotated[bool, typer.Option("--training-stats", help=(
-        "Show statistics of the recorded runs (with --json: machine-readable) and exit."))] = False,
-    plot: Annotated[Path | None, typer.Option(help="With --training-stats: write a reward/latency chart (PNG).")]
+    training_mode: Annotated[TrainingMode | None, typer.Option(rich_help_panel=RECORDING, help=(
+        "Learning mode stored with recorded runs and used by --optimize (default from training_config.ini)."))]
     = None,
-    export_path: Annotated[Path | None, typer.Option("--export-training-data", help=(
-        "Write the recorded runs to this file and exit (see --format)."))] = None,
-    export_format: Annotated[ExportFormat, typer.Option("--format", help=(
-        "Export format: json (the guide's format), jsonl, sft (chat JSONL with tool calls), dpo (pairs)."))]
-    = ExportFormat.json,
-    min_reward: Annotated[float | None, typer.Option(help=(
-        "Export only runs whose target reward is at least this; with --optimize --training-mode sft, "
-        "imitate only such runs (default from training_config.ini [sft])."))]
-    = None,
-    chunk_size: Annotated[int | None, typer.Option(min=1, help="Split the export into files of N records.")] = None,
-    feedback: Annotated[tuple[str, float] | None, typer.Option(help=(
+    feedback: Annotated[tuple[str, float] | None, typer.Option(rich_help_panel=RECORDING, help=(
         "Rate a recorded run: RUN_ID (or a unique prefix) and a score in [0, 1] (or -1..0 for thumbs down)."))]
     = None,
-    optimize: Annotated[bool, typer.Option("--optimize", help=(
+    training_stats: Annotated[bool, typer.Option("--training-stats", rich_help_panel=RECORDING, help=(
+        "Show statistics of the recorded runs (with --json: machine-readable) and exit."))] = False,
+    plot: Annotated[Path | None, typer.Option(rich_help_panel=RECORDING, help=(
+        "With --training-stats: write a reward/latency chart (PNG)."))] = None,
+    reset_training: Annotated[bool, typer.Option("--reset-training", rich_help_panel=RECORDING,
+                                                 help="Delete all recorded runs (asks first).")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", rich_help_panel=RECORDING,
+                                      help="Do not ask for confirmation (--reset-training).")] = False,
+    # Optimizing
+    optimize: Annotated[bool, typer.Option("--optimize", rich_help_panel=OPTIMIZING, help=(
         "Learn from --tasks or recorded runs, by --training-mode: prompt (default) improves the system prompt, "
         "rl refits the tool policy, sft fine-tunes the embedded model with LoRA (extra [train]). A change is "
         "promoted only if it wins on held-out tasks."))]
     = False,
-    optimize_iterations: Annotated[int | None, typer.Option(min=1, help=(
-        "Candidate prompts to propose (default: [prompt_optimization] max_iterations)."))] = None,
-    budget_rollouts: Annotated[int, typer.Option(min=1, help="Most agent runs the optimization may spend.")]
-    = 200,
-    reflection_model: Annotated[str | None, typer.Option(help=(
+    optimize_iterations: Annotated[int | None, typer.Option(min=1, rich_help_panel=OPTIMIZING, help=(
+        "Candidate prompts to propose (default: [prompt_optimization] iterations, or max_iterations)."))] = None,
+    budget_rollouts: Annotated[int, typer.Option(min=1, rich_help_panel=OPTIMIZING,
+                                                 help="Most agent runs the optimization may spend.")] = 200,
+    reflection_model: Annotated[str | None, typer.Option(rich_help_panel=OPTIMIZING, help=(
         "Profile of the model that proposes new prompts (default: the agent's model)."))] = None,
-    tasks: Annotated[Path | None, typer.Option(help=(
+    tasks: Annotated[Path | None, typer.Option(rich_help_panel=OPTIMIZING, help=(
         "Task file (JSONL: question, answer or answer_regex, root, sources) to optimize on."))] = None,
-    grpo: Annotated[bool, typer.Option("--grpo", help=(
+    grpo: Annotated[bool, typer.Option("--grpo", rich_help_panel=OPTIMIZING, help=(
         "With --optimize --training-mode rl on an embedded model: after refitting the tool policy, also train "
         "the model's weights with GRPO on recorded runs of --tasks questions (extra [train])."))] = False,
-    grpo_steps: Annotated[int | None, typer.Option(min=1, help="GRPO steps (default: [grpo] steps).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted optimization run.")] = False,
-    seed: Annotated[int, typer.Option(help="Seed for the task split and the search.")] = 0,
-    reset_training: Annotated[bool, typer.Option("--reset-training", help="Delete all recorded runs (asks first).")]
-    = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (--reset-training).")]
-    = False,
+    grpo_steps: Annotated[int | None, typer.Option(min=1, rich_help_panel=OPTIMIZING,
+                                                   help="GRPO steps (default: [grpo] steps).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", rich_help_panel=OPTIMIZING,
+                                         help="Continue the interrupted optimization run.")] = False,
+    seed: Annotated[int, typer.Option(rich_help_panel=OPTIMIZING, help="Seed for the task split and the search.")]
+    = 0,
+    # Exporting
+    export_path: Annotated[Path | None, typer.Option("--export-training-data", rich_help_panel=EXPORTING, help=(
+        "Write the recorded runs to this file and exit (see --format)."))] = None,
+    export_format: Annotated[ExportFormat, typer.Option("--format", rich_help_panel=EXPORTING, help=(
+        "Export format: json (the guide's format), jsonl, sft (chat JSONL with tool calls), dpo (pairs)."))]
+    = ExportFormat.json,
+    min_reward: Annotated[float | None, typer.Option(rich_help_panel=EXPORTING, help=(
+        "Export only runs whose target reward is at least this; with --optimize --training-mode sft, "
+        "imitate only such runs (default from training_config.ini [sft])."))]
+    = None,
+    chunk_size: Annotated[int | None, typer.Option(min=1, rich_help_panel=EXPORTING,
+                                                   help="Split the export into files of N records.")] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Show the version and exit.")] = False,
 ) -> None:
@@ -177,6 +183,9 @@ def main_command(
                                            export_path=export_path, export_format=export_format,
                                            min_reward=min_reward, chunk_size=chunk_size, feedback=feedback,
                                            reset_training=reset_training, yes=yes))
+    from tongyi_agent.config import ConfigError, load_settings
+    from tongyi_agent.learn.workspace import TrainingWorkspace
+
     try:
         settings = load_settings(root, model=model, base_url=base_url, model_id=model_id,
                                  max_steps=max_steps, timeout=timeout)
@@ -209,6 +218,7 @@ def _optimize(settings: Settings, workspace: TrainingWorkspace, *, iterations: i
               reflection: str | None, tasks: Path | None, resume: bool, seed: int, verbose: bool,
               min_reward: float | None = None, grpo: bool = False, grpo_steps: int | None = None) -> int:
     from tongyi_agent.cli.optimize import optimize_command, print_report
+    from tongyi_agent.config import ConfigError
     from tongyi_agent.learn.optimizer import NotEnoughTasksError
     from tongyi_agent.learn.prompt_run import OptimizeRequest
     from tongyi_agent.learn.tasks import TaskFileError
@@ -270,8 +280,9 @@ def _training_command(root: Path, *, training_stats: bool, as_json: bool, plot: 
                       yes: bool) -> int:
     from tongyi_agent.cli import training
     from tongyi_agent.cli.plot import PlotUnavailableError
+    from tongyi_agent.config import ConfigError
+    from tongyi_agent.learn.workspace import TrainingWorkspace
     from tongyi_agent.store import StoreError
-    from tongyi_agent.tools import default_registry
 
     try:
         workspace = TrainingWorkspace.load(root)
@@ -281,8 +292,13 @@ def _training_command(root: Path, *, training_stats: bool, as_json: bool, plot: 
         if export_path is not None:
             if not workspace.has_data():
                 raise StoreError(training.NO_DATA_HINT)
+            tools_schema = None
+            if export_format == ExportFormat.sft:  # only SFT examples declare the tools (and need them loaded)
+                from tongyi_agent.tools import default_registry
+
+                tools_schema = default_registry().openai_schemas()
             count = workspace.export(export_path, export_format.value, min_reward=min_reward,
-                                     chunk_size=chunk_size, tools_schema=default_registry().openai_schemas())
+                                     chunk_size=chunk_size, tools_schema=tools_schema)
             err.print(f"Exported {count} {'pairs' if export_format.value == 'dpo' else 'runs'} "
                       f"({export_format.value}) to {export_path}.")
         if training_stats:
@@ -301,6 +317,7 @@ def ask_once(settings: Settings, question: str, *, verbose: bool, as_json: bool,
              prompt: PromptVersion | None = None, memory: TrainingWorkspace | None = None) -> int:
     from tongyi_agent.cli.render import print_result, result_dict
     from tongyi_agent.cli.session import AgentSession
+    from tongyi_agent.config import ConfigError
     from tongyi_agent.llm.base import ModelError
 
     session = AgentSession(settings, err, verbose=verbose, workspace=workspace, offline=offline,

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import tempfile
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from tongyi_agent.cli.console import EXIT_FAILED, fail, out
-from tongyi_agent.config import ConfigError, ModelProfile, Settings, load_settings
-from tongyi_agent.config.preferences import write_preference
-from tongyi_agent.config.profiles import is_local_url
-from tongyi_agent.llm.weights import WEIGHT_SETS, weights_installed
+
+if TYPE_CHECKING:
+    from tongyi_agent.config import ModelProfile, Settings
+
+# Configuration (pydantic) and the backends are imported by the commands that use them, so that
+# `tongyi-cli --help` does not pay for them.
 
 models_app = typer.Typer(help="List, inspect, choose and test model profiles (from models.ini).",
                          no_args_is_help=True, add_completion=False, rich_markup_mode=None)
@@ -27,6 +26,8 @@ CODE_WORD = "PELICAN-42"
 
 
 def _settings(root: Path, model: str | None = None) -> Settings:
+    from tongyi_agent.config import ConfigError, load_settings
+
     try:
         return load_settings(root, model=model)
     except ConfigError as exc:
@@ -41,6 +42,9 @@ def _known(settings: Settings, name: str) -> ModelProfile:
 
 def usable(profile: ModelProfile, env: dict[str, str]) -> tuple[bool, str]:
     """Whether the profile can run now, and why (no network or model call)."""
+    from tongyi_agent.config.profiles import is_local_url
+    from tongyi_agent.llm.weights import WEIGHT_SETS, weights_installed
+
     if profile.provider == "embedded":
         weight_set = WEIGHT_SETS.get(profile.weights or "")
         if weight_set is None:
@@ -69,6 +73,8 @@ def list_models(root: RootOption = Path("."), as_json: JsonOption = False) -> No
     if as_json:
         print(json.dumps(rows))
         return
+    from rich.table import Table
+
     table = Table(title=f"Model profiles (* = default: {settings.model})", title_justify="left")
     for column in ("", "name", "provider", "model id", "context", "dialect", "usable now"):
         table.add_column(column, overflow="fold")
@@ -101,6 +107,8 @@ def set_model(name: Annotated[str, typer.Argument(help="Profile to use by defaul
 
     Precedence: --model > TONGYI_MODEL > this preference > [models] default in models.ini.
     """
+    from tongyi_agent.config.preferences import write_preference
+
     settings = _settings(root)
     _known(settings, name)
     path = write_preference(settings.config_dir, "model", name)
@@ -113,6 +121,8 @@ def set_model(name: Annotated[str, typer.Argument(help="Profile to use by defaul
 def test_model(name: Annotated[str, typer.Argument(help="Profile to test.")], root: RootOption = Path("."),
                as_json: JsonOption = False) -> None:
     """One tiny round trip, then one tool-using question: reports latency and whether tool calls work."""
+    import asyncio
+
     settings = _settings(root, model=name)
     report = asyncio.run(_probe(settings))
     if as_json:
@@ -125,6 +135,8 @@ def test_model(name: Annotated[str, typer.Argument(help="Profile to test.")], ro
 
 
 async def _probe(settings: Settings) -> dict[str, Any]:
+    import tempfile
+
     from tongyi_agent.agent.factory import build_agent
     from tongyi_agent.llm.base import ChatMessage, ChatRequest, ModelError
 

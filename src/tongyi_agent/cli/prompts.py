@@ -9,18 +9,17 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from tongyi_agent.agent.prompts import default_components
 from tongyi_agent.cli.console import fail, out
-from tongyi_agent.config import ConfigError
-from tongyi_agent.learn.experiments import ExperimentManager
-from tongyi_agent.learn.workspace import TrainingWorkspace
-from tongyi_agent.store import PromptStore, PromptVersion, StoreError
+
+if TYPE_CHECKING:
+    from tongyi_agent.store import PromptStore, PromptVersion
+
+# The store, the configuration and the learners are imported by the commands that use them, so that
+# `tongyi-cli --help` does not pay for them.
 
 prompts_app = typer.Typer(help="List, compare, author and switch the agent's prompt versions.",
                           no_args_is_help=True, add_completion=False, rich_markup_mode=None)
@@ -32,6 +31,11 @@ ReasonOption = Annotated[str, typer.Option("--reason", help="Why; kept in the pr
 def _prompt_store(root: Path) -> Iterator[PromptStore]:
     """The project's prompt versions, with the packaged default recorded on first use; store and
     configuration errors become one line and exit 2."""
+    from tongyi_agent.agent.prompts import default_components
+    from tongyi_agent.config import ConfigError
+    from tongyi_agent.learn.workspace import TrainingWorkspace
+    from tongyi_agent.store import PromptStore, StoreError
+
     try:
         with TrainingWorkspace.load(root).open_store() as store:
             prompts = PromptStore(store)
@@ -64,6 +68,8 @@ def list_versions(root: RootOption = Path("."), as_json: JsonOption = False) -> 
     if as_json:
         print(json.dumps([_summary(v) for v in versions], ensure_ascii=False))
         return
+    from rich.table import Table
+
     table = Table(title="Prompt versions (newest first)", title_justify="left")
     for column in ("id", "status", "author", "parent", "created", "scores"):
         table.add_column(column, overflow="fold")
@@ -96,6 +102,8 @@ def show(version_id: Annotated[str, typer.Argument(metavar="ID", help="Version i
     for key, value in details.items():
         out.print(f"[bold]{key}[/]: ", end="")
         out.print(value, markup=False)
+    from rich.markup import escape
+
     for name, text in version.components.items():
         out.print(f"\n[bold]== {escape(name)} ==[/]")
         out.print(text, markup=False)
@@ -205,6 +213,12 @@ def experiment(version_id: Annotated[str, typer.Argument(metavar="ID", help="Can
     Needs [experiments] enable_ab_testing = true. After experiment_duration runs a significance test
     promotes the candidate or rolls it back; --training-stats shows the arms meanwhile.
     """
+    from tongyi_agent.agent.prompts import default_components
+    from tongyi_agent.config import ConfigError
+    from tongyi_agent.learn.experiments import ExperimentManager
+    from tongyi_agent.learn.workspace import TrainingWorkspace
+    from tongyi_agent.store import PromptStore, StoreError
+
     try:
         workspace = TrainingWorkspace.load(root)
         with workspace.open_store() as store:

@@ -5,25 +5,17 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tongyi_agent.cli.console import EXIT_FAILED, err, fail, out
-from tongyi_agent.config import ConfigError, load_settings
-from tongyi_agent.learn.agl_rollout import (
-    DEFAULT_MODEL_ID,
-    Gateway,
-    RolloutError,
-    RolloutOutcome,
-    build_rollout_agent,
-    harness_profile,
-    load_task,
-    post_reward,
-    run_rollout,
-)
-from tongyi_agent.learn.workspace import TrainingWorkspace
-from tongyi_agent.llm.base import ModelError
+
+if TYPE_CHECKING:
+    from tongyi_agent.learn.agl_rollout import Gateway, RolloutOutcome
+
+# The harness (agent loop, rewards, HTTP) is imported when the command runs, so that registering the
+# command costs `tongyi-cli --help` nothing.
 
 EPILOG = ("Environment (set by agl-controller): AGL_OPENAI_BASE_URL the rollout's model proxy, AGL_EVENT_URL where "
           "the reward goes, AGL_KEY the gateway key (never printed or stored); TONGYI_TASK the task as JSON. "
@@ -47,8 +39,8 @@ def rollout_command(
         "replaced by the gateway's). Default: tongyi dialect, all tools, 32k context."))] = None,
     dialect: Annotated[Dialect | None, typer.Option(help=(
         "How the served model writes tool calls; native needs vLLM's tool parser (default: tongyi)."))] = None,
-    model_id: Annotated[str, typer.Option(help="Model name in requests (the gateway overrides it).")]
-    = DEFAULT_MODEL_ID,
+    model_id: Annotated[str | None, typer.Option(help=(
+        "Model name in requests (default: policy; the gateway overrides it)."))] = None,
     max_steps: Annotated[int | None, typer.Option(help="Model calls before the answer is forced (default 8).")]
     = None,
     timeout: Annotated[float | None, typer.Option(help="Seconds before the answer is forced (default 300).")]
@@ -75,6 +67,20 @@ def rollout_command(
       export AGL_EVENT_URL=http://127.0.0.1:8080/api/rollouts/R1/attempt/0/events AGL_KEY=...
       tongyi-cli rollout --task task.json --root ~/corpus
     """
+    from tongyi_agent.config import ConfigError, load_settings
+    from tongyi_agent.learn.agl_rollout import (
+        DEFAULT_MODEL_ID,
+        Gateway,
+        RolloutError,
+        build_rollout_agent,
+        harness_profile,
+        load_task,
+        post_reward,
+        run_rollout,
+    )
+    from tongyi_agent.learn.workspace import TrainingWorkspace
+    from tongyi_agent.llm.base import ModelError
+
     try:
         gateway = Gateway.from_env(os.environ)
         settings = load_settings(root, model=model, max_steps=max_steps, timeout=timeout)
@@ -82,7 +88,8 @@ def rollout_command(
         task = load_task(task_file, os.environ, settings.root)
     except (RolloutError, ConfigError) as exc:
         raise fail(str(exc)) from None
-    profile = harness_profile(settings.profile if model else None, model_id, dialect.value if dialect else None)
+    profile = harness_profile(settings.profile if model else None, model_id or DEFAULT_MODEL_ID,
+                              dialect.value if dialect else None)
     settings = settings.model_copy(update={"model": profile.name, "profile": profile, "fallback_profile": None})
     try:
         agent = build_rollout_agent(settings, gateway, workspace, offline=offline)

@@ -6,6 +6,7 @@ import ast
 import configparser
 import contextlib
 import difflib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,12 +45,35 @@ class ModelsConfig:
     files: list[Path] = field(default_factory=list)
 
 
+# An inline comment starts at `#` or `;` after whitespace, as in the guide's `mode = "prompt"  # ...`.
+# Without the whitespace it is part of the value: `http://host/#anchor`, `a;b`.
+_INLINE_COMMENT = re.compile(r"\s[#;]")
+
+
 def unquote(value: str) -> str:
     """Strip one pair of matching quotes, so `description = "a, b"` reads as `a, b`."""
     value = value.strip()
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
         return value[1:-1]
     return value
+
+
+def ini_value(raw: str) -> str:
+    """A value as written, less its inline comment and one pair of quotes.
+
+    A quoted value keeps everything inside its quotes (`"a # b"` is `a # b`); a comment may follow
+    the closing quote. An unquoted value ends where an inline comment begins; a value that is only a
+    comment is empty.
+    """
+    raw = raw.strip()
+    if raw[:1] in ("'", '"'):
+        close = raw.find(raw[0], 1)
+        rest = raw[close + 1:].strip() if close > 0 else None
+        if rest is not None and (not rest or rest[0] in "#;"):
+            return raw[1:close]
+    # configparser strips the space after `=`, so `fallback =   # none` arrives as `# none`: empty.
+    match = _INLINE_COMMENT.search(" " + raw)
+    return unquote(raw[:max(match.start() - 1, 0)].rstrip() if match else raw)
 
 
 def models_candidates(root: Path, config_dir: Path) -> list[Path]:
@@ -62,7 +86,7 @@ def models_candidates(root: Path, config_dir: Path) -> list[Path]:
 
 
 def read_ini(path: Path) -> dict[str, dict[str, str]]:
-    """Sections of an INI file with unquoted values."""
+    """Sections of an INI file, each value unquoted and without its inline comment."""
     # No interpolation: URLs and keys may hold '%'. No DEFAULT inheritance: whole-section
     # replacement across layers is only predictable when a section holds exactly what it shows.
     parser = configparser.ConfigParser(interpolation=None, default_section="\0no-default")
@@ -74,7 +98,7 @@ def read_ini(path: Path) -> dict[str, dict[str, str]]:
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: cannot read: {err}") from err
     return {
-        section: {key: unquote(raw) for key, raw in parser.items(section)}
+        section: {key: ini_value(raw) for key, raw in parser.items(section)}
         for section in parser.sections()
     }
 

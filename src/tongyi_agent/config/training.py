@@ -18,6 +18,8 @@ from tongyi_agent.config.errors import ConfigError
 from tongyi_agent.config.ini import _problem, _unknown, read_ini
 
 __all__ = [
+    "ALIASES",
+    "INERT_KEYS",
     "OPTIMIZATION_TARGETS",
     "PACKAGED_TRAINING",
     "SECTIONS",
@@ -31,7 +33,9 @@ __all__ = [
     "SftSettings",
     "TrainingConfig",
     "TrainingSettings",
+    "field_name",
     "load_training_config",
+    "read_training_file",
     "training_candidates",
 ]
 
@@ -73,7 +77,7 @@ class TrainingSettings(_Section):
 class PromptOptimizationSettings(_Section):
     optimization_target: OptimizationTarget = Field("response_quality", description="Reward to maximize.")
     population_size: int = Field(4, gt=0, description="Candidate prompts kept per generation.")
-    max_iterations: int = Field(5, gt=0, description="Generations per optimization run.")
+    max_iterations: int = Field(5, gt=0, description="Generations per optimization run (the guide: `iterations`).")
     use_history: bool = Field(True, description="Show worked examples from confirmed earlier runs.")
     history_size: int = Field(50, gt=0, description="Most recent confirmed experiences eligible as examples.")
 
@@ -131,6 +135,15 @@ class MemorySettings(_Section):
     min_reward: float = Field(0.9, ge=0, le=1, description="Target reward a run needs when trust_rewards is on.")
     retire_after: int = Field(3, gt=0, description="Failed uses in a row that retire an experience.")
     budget_share: float = Field(0.15, gt=0, le=0.15, description="Share of the context window examples may use.")
+
+
+# The guide's names for keys that have another name here: `[prompt_optimization] iterations = 100`.
+ALIASES: dict[str, dict[str, str]] = {"prompt_optimization": {"iterations": "max_iterations"}}
+
+# Keys that load and validate but that nothing in this version reads, with the reason. `--validate-config`
+# reports each one set in a file, so a setting is never silently ignored. Add a key here when it is
+# accepted before a layer reads it; remove it when one does. (Every key reads through today.)
+INERT_KEYS: dict[tuple[str, str], str] = {}
 
 
 SECTIONS: dict[str, type[_Section]] = {
@@ -193,11 +206,21 @@ def read_training_file(path: Path) -> dict[str, dict[str, str]]:
             close = difflib.get_close_matches(section, SECTIONS, n=1)
             hint = f" (did you mean [{close[0]}]?)" if close else f"; known sections: {', '.join(SECTIONS)}"
             raise ConfigError(f"{path} [{section}]: unknown section{hint}")
-        known = SECTIONS[section].model_fields
+        aliases = ALIASES.get(section, {})
+        known = [*SECTIONS[section].model_fields, *aliases]
         for key in values:
             if key not in known:
                 raise ConfigError(f"{path} [{section}] {key}: {_unknown(key, known)}")
+        for alias, name in aliases.items():
+            if alias in values and name in values:
+                raise ConfigError(f"{path} [{section}] {alias}, {name}: both set, but they are one setting "
+                                  f"({alias} is the guide's name for {name}); keep one")
     return sections
+
+
+def field_name(section: str, key: str) -> str:
+    """The settings field a file's key sets: the key itself, or the field an alias stands for."""
+    return ALIASES.get(section, {}).get(key, key)
 
 
 # (value, where it came from): `where` is what an error message names, e.g. `file [section] key`.
@@ -234,7 +257,7 @@ def load_training_config(
     for path in reversed(files):
         for section, keys in read_training_file(path).items():
             for key, raw in keys.items():
-                values[section][key] = (raw, f"{path} [{section}] {key}")
+                values[section][field_name(section, key)] = (raw, f"{path} [{section}] {key}")
 
     training = values["training"]
     raw_enabled = env.get("TONGYI_TRAINING_ENABLED", "").strip()

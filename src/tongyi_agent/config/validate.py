@@ -1,4 +1,4 @@
-"""`tongyi-cli config check`: report on every config file, .env file and profile without raising."""
+"""`tongyi-cli --validate-config`: report on every config file, .env file and profile without raising."""
 
 from __future__ import annotations
 
@@ -13,6 +13,15 @@ from tongyi_agent.config.ini import ModelsFile, merge, models_candidates, read_m
 from tongyi_agent.config.preferences import read_preferences
 from tongyi_agent.config.profiles import ModelProfile
 from tongyi_agent.config.settings import choose_profile_name, resolve_root, run_limits, user_config_dir
+from tongyi_agent.config.training import (
+    ALIASES,
+    INERT_KEYS,
+    PACKAGED_TRAINING,
+    field_name,
+    load_training_config,
+    read_training_file,
+    training_candidates,
+)
 
 Status = Literal["pass", "warn", "fail"]
 
@@ -78,6 +87,39 @@ def validate_config(root: Path | str, config_dir: Path | None = None,
                                f"max_steps={steps}, timeout={seconds:g}s, max_tokens={tokens}"))
     except ConfigError as err:
         items.append(CheckItem("run limits", "fail", str(err)))
+    return items + training_checks(root_path, config_dir, merged)
+
+
+def training_checks(root: Path, config_dir: Path, env: Mapping[str, str]) -> list[CheckItem]:
+    """One item per training_config.ini, one per key set there that has no effect, then the merged result."""
+    items: list[CheckItem] = []
+    for path in training_candidates(root, config_dir):
+        if not path.is_file():
+            continue
+        try:
+            sections = read_training_file(path)
+        except ConfigError as err:
+            items.append(CheckItem(str(path), "fail", str(err)))
+            continue
+        keys = [(section, key) for section, values in sections.items() for key in values]
+        aliased = [f"{key} is read as {ALIASES[section][key]}" for section, key in keys
+                   if key in ALIASES.get(section, {})]
+        items.append(CheckItem(str(path), "pass", "; ".join([f"{len(keys)} key(s)", *aliased])))
+        if path.resolve() == PACKAGED_TRAINING.resolve():
+            continue  # the packaged defaults set every key; only what the user wrote is worth a note
+        for section, key in keys:
+            reason = INERT_KEYS.get((section, field_name(section, key)))
+            if reason:
+                items.append(CheckItem(f"[{section}] {key}", "warn", f"accepted, but has no effect: {reason}"))
+    try:
+        config = load_training_config(root, config_dir, env)
+    except ConfigError as err:
+        items.append(CheckItem("training settings", "fail", str(err)))
+    else:
+        po = config.prompt_optimization
+        items.append(CheckItem("training settings", "pass",
+                               f"enabled={config.enabled}, mode={config.mode}, target={po.optimization_target}, "
+                               f"iterations={po.max_iterations}, data={config.data_dir(root)}"))
     return items
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from tongyi_agent.agent.loop import Agent
@@ -23,13 +22,7 @@ from tongyi_agent.llm.base import ChatMessage, ModelError
 from tongyi_agent.store import RewardRecord, RunRecord, SpanRecord, TrajectoryStore
 from tongyi_agent.trace.recorder import Recorder, RecordingModel, RecordingRegistry
 
-STORE_FILE = "trajectories.sqlite"
-
 SpanSink = Callable[[RunRecord, list[SpanRecord], list[RewardRecord]], None]
-
-
-def store_path(training: TrainingConfig, root: Path) -> Path:
-    return training.data_dir(root) / STORE_FILE
 
 
 @dataclass

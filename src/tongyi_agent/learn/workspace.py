@@ -11,9 +11,7 @@ from tongyi_agent.config.environment import merged_env
 from tongyi_agent.config.settings import resolve_root, user_config_dir
 from tongyi_agent.config.training import TrainingConfig, load_training_config
 from tongyi_agent.learn.experiments import ExperimentManager
-from tongyi_agent.learn.recording import store_path
 from tongyi_agent.learn.schedule import schedule_status
-from tongyi_agent.learn.tool_policy import POLICY_KEY, PolicyArm, PolicyStore
 from tongyi_agent.store import (
     ExperienceStore,
     TrajectoryStore,
@@ -27,6 +25,15 @@ from tongyi_agent.store import (
 from tongyi_agent.store.prompts import PromptStore, PromptVersion
 
 EXPORT_FORMATS = ("json", "jsonl", "sft", "dpo")
+STORE_FILE = "trajectories.sqlite"
+# tool_policy.POLICY_KEY (a test keeps them equal). tool_policy itself is imported only when a policy
+# exists: it brings numpy, and `--training-stats` must start fast.
+POLICY_KEY = "tool_policy"
+
+
+def store_path(training: TrainingConfig, root: Path) -> Path:
+    """The project's trajectory store: one SQLite file in the training data directory."""
+    return training.data_dir(root) / STORE_FILE
 
 
 @dataclass
@@ -120,6 +127,8 @@ def _policy_summary(store: TrajectoryStore) -> list[dict[str, Any]]:
     raw = store.get_meta(POLICY_KEY)
     if not raw:
         return []
+    from tongyi_agent.learn.tool_policy import PolicyArm, PolicyStore
+
     try:
         data = json.loads(raw)
         arms = [PolicyArm.from_dict(arm) for arm in data["arms"]]

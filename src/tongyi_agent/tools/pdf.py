@@ -18,9 +18,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-from pypdf import PdfReader
-from pypdf.errors import FileNotDecryptedError, PyPdfError
+from typing import TYPE_CHECKING
 
 from tongyi_agent.tools.base import SourceRef, ToolContext, ToolError, ToolResult
 from tongyi_agent.tools.paths import checked_range, relative_label, resolve_in_root
@@ -33,7 +31,11 @@ MAX_CHARS = 16_000
 MAX_LINE_CHARS = 2_000
 MAX_MATCHES = 50
 
+if TYPE_CHECKING:
+    from pypdf import PdfReader
+
 # pypdf warns through `logging` about every small defect of real-world PDFs; those are not ours to report.
+# pypdf itself is imported when a PDF is opened: it takes longer to import than the CLI takes to start.
 logging.getLogger("pypdf").setLevel(logging.ERROR)
 
 
@@ -91,11 +93,18 @@ def _resolve_cache_handle(ctx: ToolContext, handle: str) -> Path:
     return file
 
 
-_PDF_ERRORS = (PyPdfError, ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError)
+def _pdf_errors() -> tuple[type[Exception], ...]:
+    """What reading a PDF may raise: pypdf reports malformed files through many exception types."""
+    from pypdf.errors import PyPdfError
+
+    return (PyPdfError, ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError)
 
 
 def _load(pdf: PdfFile) -> tuple[PdfReader, bool]:
     """Open a PDF; returns the reader and whether it is locked by a password we do not have."""
+    from pypdf import PdfReader
+    from pypdf.errors import FileNotDecryptedError
+
     with pdf.path.open("rb") as handle:
         head = handle.read(1024)
     if b"%PDF-" not in head:
@@ -106,7 +115,7 @@ def _load(pdf: PdfFile) -> tuple[PdfReader, bool]:
         len(reader.pages)  # forces the page tree to load, so a broken one fails here with a clear message
     except FileNotDecryptedError:
         return reader, True
-    except _PDF_ERRORS as exc:
+    except _pdf_errors() as exc:
         # pypdf reports malformed files through many exception types, not only PdfReadError.
         raise ToolError(f"{pdf.label} is damaged or not a valid PDF: {exc}") from exc
     return reader, False
@@ -124,7 +133,7 @@ def page_lines(reader: PdfReader, number: int) -> list[str]:
     """Extracted text lines of page `number` (1-based); a page that fails to extract yields a note line."""
     try:
         text = reader.pages[number - 1].extract_text() or ""
-    except _PDF_ERRORS as exc:
+    except _pdf_errors() as exc:
         return [f"[text of page {number} could not be extracted: {exc}]"]
     lines = [line.rstrip() for line in text.split("\n")]
     while lines and not lines[-1]:
@@ -251,7 +260,7 @@ def pdf_info(ctx: ToolContext, path: str) -> ToolResult:
     lines.append(f"pages: {len(reader.pages)}")
     try:
         meta = reader.metadata
-    except _PDF_ERRORS as exc:
+    except _pdf_errors() as exc:
         lines.append(f"metadata: unreadable ({exc})")
         meta = None
     if meta is not None:

@@ -35,8 +35,6 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-from ddgs import DDGS
-from ddgs.exceptions import DDGSException
 
 from tongyi_agent.tools.base import SourceRef, ToolContext, ToolError, ToolResult
 from tongyi_agent.tools.http import (
@@ -142,6 +140,10 @@ def _clean(value: Any) -> str:
 
 
 def _search_ddgs(ctx: ToolContext, query: str, limit: int) -> list[SearchHit]:
+    # Imported here: ddgs loads its own HTTP stack, which listing the tools or starting the CLI never needs.
+    from ddgs import DDGS
+    from ddgs.exceptions import DDGSException
+
     # ddgs brings its own HTTP stack; the shared client still provides the limiter and breaker so
     # bursts of searches stay polite and a blocked DuckDuckGo fails fast.
     client = client_for(ctx, "ddgs")
