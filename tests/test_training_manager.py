@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,7 +66,7 @@ def test_get_training_manager_is_shared_per_root(tmp_path: Path) -> None:
     assert get_training_manager(tmp_path) is not get_training_manager(tmp_path / "..")
 
 
-def _coded(tmp_path: Path, server: FakeOpenAIServer) -> tuple[TrainingManager, Path]:
+def _coded(tmp_path: Path, server: FakeOpenAIServer, reply: Any = None) -> tuple[TrainingManager, Path]:
     from tests.cli.test_optimize import _reply
 
     root = tmp_path / "codes"
@@ -76,7 +77,7 @@ def _coded(tmp_path: Path, server: FakeOpenAIServer) -> tuple[TrainingManager, P
     tasks = tmp_path / "tasks.jsonl"
     tasks.write_text("".join(json.dumps({"question": f"What is the code of item {i}?", "answer": f"CODE-{i}",
                                          "root": "codes"}) + "\n" for i in range(72)))  # test split >= 12
-    server.add(*[_reply] * 400)
+    server.add(*[reply or _reply] * 400)
     return TrainingManager(root), tasks
 
 
@@ -119,3 +120,43 @@ async def test_claude_agent_type_uses_the_anthropic_backend(tmp_path: Path, anth
     stats = manager.get_agent_stats(agent)
     assert stats["total_interactions"] == 1 and stats["models"] == {"claude-sonnet-5-5": 1}
     assert stats["total_cost"] > 0
+
+
+def test_guide_keywords_as_written(tmp_path: Path, openai_server: FakeOpenAIServer) -> None:
+    # The guide's code blocks call these with keywords; they must work exactly so.
+    manager, tasks = _coded(tmp_path, openai_server)
+    agent = manager.create_optimized_agent(agent_type="tongyi", optimization_mode="prompt", enable_training=True)
+    assert manager.run_optimization(agent, iterations=2, tasks_file=tasks, budget_rollouts=120, seed=1) is True
+    summary = manager.run_training_session(agent_type="tongyi", queries=["What is the code of item 3?"],
+                                           optimization_iterations=2, tasks_file=tasks, budget_rollouts=120)
+    assert summary["success"] is True and summary["queries_processed"] == 1
+
+
+@pytest.mark.parametrize("argument,explored", [(None, 2), (4, 4)])
+def test_iterations_default_to_the_guide_config_key(tmp_path: Path, openai_server: FakeOpenAIServer,
+                                                    argument: int | None, explored: int) -> None:
+    proposals: list[str] = []
+
+    def never_better(request: dict[str, Any]) -> dict[str, Any]:
+        # Agent runs never know the code, so every proposed prompt is as bad as the seed and the
+        # search only stops at its limit of proposals; each proposal is a new text.
+        if request["messages"][0]["role"] == "system":
+            return {"content": "I am not sure."}
+        proposals.append(f"You are a research assistant, variant {len(proposals) + 1}.")
+        return {"content": f"```\n{proposals[-1]}\n```"}
+
+    manager, tasks = _coded(tmp_path, openai_server, reply=never_better)
+    (manager.root / "training_config.ini").write_text("[prompt_optimization]\niterations = 2  # the guide's key\n")
+    agent = manager.create_optimized_agent("tongyi")
+    assert manager.run_optimization(agent, argument, tasks_file=tasks, budget_rollouts=150, seed=1) is False
+    # Without an argument the file's `iterations` caps the proposals; an argument wins over the file.
+    assert len(proposals) == explored
+
+
+def test_top_level_module_is_the_same_api() -> None:
+    # The guide's import; the installed-package check is in tests/test_packaging.py.
+    import tongyi_agent.training_manager as api
+    import training_manager
+
+    assert training_manager.get_training_manager is api.get_training_manager
+    assert training_manager.TrainingManager is api.TrainingManager
