@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from tongyi_agent.agent.factory import build_agent
@@ -24,6 +24,8 @@ def optimize_command(settings: Settings, workspace: TrainingWorkspace, request: 
                                        user_cache_dir(reflection_settings.env))
     progress = Progress(TextColumn("[bold]Optimizing prompt[/]"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("rollouts · best validation {task.fields[best]}"), TimeElapsedColumn(),
+                        # At the rate so far; the search may stop sooner, at its iteration limit.
+                        TextColumn("· budget used up in"), TimeRemainingColumn(),
                         console=console, transient=True)
     task = progress.add_task("optimize", total=request.budget_rollouts, best="—")
 
