@@ -57,7 +57,7 @@ def test_importing_the_cli_loads_nothing_heavy(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("args", [["--help"], ["--version"], ["--tools"], ["models", "list"], ["prompts", "--help"],
-                                  ["rollout", "--help"]])
+                                  ["memory", "--help"], ["rollout", "--help"]])
 def test_commands_that_show_things_load_nothing_heavy(tmp_path: Path, args: list[str]) -> None:
     _assert_light(_loaded(args, tmp_path))
 
@@ -69,7 +69,7 @@ def test_stats_and_prompt_list_of_a_real_project_load_nothing_heavy(project: Pat
     recorded = runner.invoke(app, ["--root", str(project), "--base-url", openai_server.base_url, "--model-id",
                                    "fake-model", "--train", "Which port?"])
     assert recorded.exit_code == 0, recorded.output
-    for args in (["--training-stats"], ["--training-stats", "--json"], ["prompts", "list"]):
+    for args in (["--training-stats"], ["--training-stats", "--json"], ["prompts", "list"], ["memory", "list"]):
         _assert_light(_loaded([*args, "--root", str(project)], project))
 
 

@@ -41,6 +41,23 @@ def test_root_on_either_side_of_prompts_list(runner: CliRunner, tmp_path: Path, 
     assert (root / ".tongyi_training" / "trajectories.sqlite").is_file()  # that folder's store, not the cwd's
 
 
+@pytest.mark.parametrize("before", [True, False])
+def test_root_on_either_side_of_memory_list(runner: CliRunner, tmp_path: Path, before: bool) -> None:
+    root = _project(tmp_path)
+    # `memory list` reads an existing store only: create one in that folder first.
+    assert runner.invoke(app, ["prompts", "list", "--root", str(root)]).exit_code == 0
+    args = ["--root", str(root), "memory", "list", "--json"] if before else \
+        ["memory", "list", "--json", "--root", str(root)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == []
+    # Without training data in the folder it says so: the folder given was the one read.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    missing = runner.invoke(app, ["--root", str(empty), "memory", "list"])
+    assert missing.exit_code == 2 and str(empty) in missing.stderr
+
+
 def test_flags_and_values_move_together(runner: CliRunner, tmp_path: Path) -> None:
     root = _project(tmp_path)
     result = runner.invoke(app, ["--json", "-r", str(root), "models", "info", "only-here"])

@@ -8,15 +8,17 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from tongyi_agent.cli.console import fail, out
-from tongyi_agent.config import ConfigError
-from tongyi_agent.learn.workspace import TrainingWorkspace
-from tongyi_agent.store import Experience, ExperienceStore, StoreError
+
+if TYPE_CHECKING:
+    from tongyi_agent.store import Experience, ExperienceStore
+
+# The store and the configuration are imported by the commands that use them, so that
+# `tongyi-cli --help` does not pay for them.
 
 memory_app = typer.Typer(help="See and prune the experience memory: confirmed runs shown as worked examples.",
                          no_args_is_help=True, add_completion=False, rich_markup_mode=None)
@@ -29,6 +31,10 @@ IdArgument = Annotated[int, typer.Argument(metavar="ID", help="Experience id (fr
 @contextmanager
 def _experiences(root: Path) -> Iterator[ExperienceStore]:
     """The project's experiences; a project without training data has none (nothing is created)."""
+    from tongyi_agent.config import ConfigError
+    from tongyi_agent.learn.workspace import TrainingWorkspace
+    from tongyi_agent.store import ExperienceStore, StoreError
+
     try:
         workspace = TrainingWorkspace.load(root)
         if not workspace.has_data():
@@ -56,6 +62,8 @@ def list_experiences(root: RootOption = Path("."), as_json: JsonOption = False,
     if not items:
         out.print("No experiences yet: confirm runs with --feedback RUN 1, or record task runs that answer correctly.")
         return
+    from rich.table import Table
+
     table = Table(title="Experiences (newest first)", title_justify="left")
     for column in ("id", "status", "confirmed by", "uses", "failures", "created", "question"):
         table.add_column(column, overflow="fold")
@@ -105,6 +113,8 @@ def forget(experience_id: IdArgument, root: RootOption = Path(".")) -> None:
 
 
 def _get(store: ExperienceStore, experience_id: int) -> Experience:
+    from tongyi_agent.store import StoreError
+
     try:
         return store.get(experience_id)
     except StoreError as exc:

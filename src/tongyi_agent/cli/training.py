@@ -9,7 +9,6 @@ from pathlib import Path
 from rich.console import Console
 
 from tongyi_agent.cli.render_stats import print_learning, print_stats
-from tongyi_agent.learn.memory import ExperienceMemory
 from tongyi_agent.learn.workspace import TrainingWorkspace
 from tongyi_agent.store import StoreError
 
@@ -40,6 +39,10 @@ def show_stats(workspace: TrainingWorkspace, out: Console, *, as_json: bool, plo
 
 def feedback(workspace: TrainingWorkspace, run_prefix: str, score: float) -> str:
     """Store user feedback for a run; returns the full run id. Raises StoreError / ValueError."""
+    # Imported here: the memory renders examples in each dialect, which brings the agent layer; the
+    # other training commands (--training-stats, exports) must start without it.
+    from tongyi_agent.learn.memory import ExperienceMemory
+
     if not workspace.has_data():
         raise StoreError(f"no recorded runs under {workspace.store_path.parent}; run with --train first")
     with workspace.open_store() as store:

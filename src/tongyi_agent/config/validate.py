@@ -117,9 +117,12 @@ def training_checks(root: Path, config_dir: Path, env: Mapping[str, str]) -> lis
         items.append(CheckItem("training settings", "fail", str(err)))
     else:
         po = config.prompt_optimization
+        memory = "on" if po.use_history and config.memory.examples > 0 else "off"
         items.append(CheckItem("training settings", "pass",
                                f"enabled={config.enabled}, mode={config.mode}, target={po.optimization_target}, "
-                               f"iterations={po.max_iterations}, data={config.data_dir(root)}"))
+                               f"iterations={po.max_iterations}, experience memory={memory} "
+                               f"(use_history={po.use_history}, history_size={po.history_size}), "
+                               f"data={config.data_dir(root)}"))
     return items
 
 
