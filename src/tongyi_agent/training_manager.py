@@ -26,6 +26,7 @@ from tongyi_agent.agent.factory import build_agent
 from tongyi_agent.agent.loop import Agent
 from tongyi_agent.agent.steps import RunResult
 from tongyi_agent.config import Settings, load_settings
+from tongyi_agent.learn.demos import apply_prompt
 from tongyi_agent.learn.lifecycle import Lifecycle
 from tongyi_agent.learn.optimizer import NotEnoughTasksError
 from tongyi_agent.learn.prompt_run import OptimizeOutcome, OptimizeRequest, run_prompt_optimization
@@ -63,8 +64,7 @@ class OptimizedAgent:
         prompt = self.workspace.active_prompt()
         if prompt is None:
             return self._agent
-        return self._agent.variant(instructions=prompt.components.get("system"),
-                                   forced_answer=prompt.components.get("forced_answer"))
+        return apply_prompt(self._agent, prompt.components, budget_share=self.workspace.training.memory.budget_share)
 
     async def process_query(self, query: str) -> str:
         """Answer `query` (with a Sources list appended); the run is recorded when training is on."""

@@ -235,8 +235,8 @@ def _optimize(settings: Settings, workspace: TrainingWorkspace, *, iterations: i
 
         return optimize_sft(settings, workspace, min_reward=min_reward, tasks=tasks, resume=resume, seed=seed)
     reflection_profile = settings.profiles.get(reflection or settings.model, settings.profile)
-    # Embedded models cannot rewrite a whole prompt; they can name one rule that would have helped.
-    proposer = "rule" if reflection_profile.provider == "embedded" else "rewrite"
+    # An embedded model cannot reflect usefully on a whole prompt: then only demonstrations are searched.
+    proposer = "none" if reflection_profile.provider == "embedded" else "rewrite"
     request = OptimizeRequest(iterations=iterations or workspace.training.prompt_optimization.max_iterations,
                               budget_rollouts=budget, tasks_file=tasks, seed=seed, resume=resume, proposer=proposer)
     try:

@@ -53,6 +53,14 @@ def print_report(console: Console, outcome: OptimizeOutcome) -> None:
     sizes = ", ".join(f"{k} {v}" for k, v in report.splits.items())
     console.print(f"tasks: {sizes} · candidates explored: {report.iterations} · rollouts: {report.rollouts} · "
                   f"tokens: {report.tokens}")
+    search = report.demo_search
+    if search:
+        console.print(f"demonstrations: pool {search['pool']} ({search['bootstrapped']} bootstrapped from training "
+                      f"rollouts) · sets tried {search['sets_tried']} · validation without "
+                      f"{search['empty_validation']:.3f}, best set {search['validation']:.3f}", markup=False)
+    for demo in report.best_demos:
+        console.print(f"  demo: {demo['question']} -> {str(demo.get('answer', ''))[:80]} ({demo.get('source', '')})",
+                      markup=False)
     if report.promoted and outcome.candidate:
         console.print(f"[green]Promoted[/] {outcome.candidate.id}: {report.decision}. "
                       f"Undo with: tongyi-cli prompts rollback")

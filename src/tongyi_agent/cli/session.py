@@ -16,6 +16,8 @@ from tongyi_agent.agent.runtime import LoopRunner
 from tongyi_agent.agent.steps import RunResult, Step
 from tongyi_agent.cli.render import step_line
 from tongyi_agent.config import ConfigError, Settings
+from tongyi_agent.config.training import MemorySettings
+from tongyi_agent.learn.demos import apply_prompt
 from tongyi_agent.learn.lifecycle import Lifecycle
 from tongyi_agent.learn.memory import ExperienceMemory
 from tongyi_agent.learn.recording import RunRecorder
@@ -108,8 +110,8 @@ class AgentSession:
                                     on_tool_progress=self._tool_progress)
             if self.prompt is None:
                 return agent
-            return agent.variant(instructions=self.prompt.components.get("system"),
-                                 forced_answer=self.prompt.components.get("forced_answer"))
+            share = self.workspace.training.memory.budget_share if self.workspace else MemorySettings().budget_share
+            return apply_prompt(agent, self.prompt.components, budget_share=share)
         finally:
             if task:
                 progress.stop()

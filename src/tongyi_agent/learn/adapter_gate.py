@@ -19,6 +19,7 @@ from tongyi_agent.agent.runtime import LoopRunner
 from tongyi_agent.config import Settings
 from tongyi_agent.config.profile_writer import upsert_profile
 from tongyi_agent.config.profiles import ModelProfile
+from tongyi_agent.learn.demos import DEMOS_COMPONENT
 from tongyi_agent.learn.gate import GateReport, paired_gate
 from tongyi_agent.learn.optimizer import AgentRunner, Budget, Scorer
 from tongyi_agent.learn.tasks import Task
@@ -52,14 +53,17 @@ def evaluate_profile(settings: Settings, profile: ModelProfile, tasks: list[Task
     None where the model failed."""
     agent = build_agent(settings.model_copy(update={"profile": profile}))
     active = workspace.active_prompt()  # both arms answer with the prompt users get today
-    instructions = active.components["system"] if active else agent.spec.instructions
+    candidate = {"system": active.components["system"] if active else agent.spec.instructions}
+    if active is not None and DEMOS_COMPONENT in active.components:
+        candidate[DEMOS_COMPONENT] = active.components[DEMOS_COMPONENT]
     scorer = Scorer(workspace.target, workspace.training.performance_metrics.max_response_time)
     loop = LoopRunner()
-    runner = AgentRunner(agent, scorer, Budget(len(tasks)), loop=loop)
+    runner = AgentRunner(agent, scorer, Budget(len(tasks)), loop=loop,
+                         demo_share=workspace.training.memory.budget_share)
     try:
         scores = []
         for done, task in enumerate(tasks, 1):
-            scores.extend(runner.outcomes([task], {"system": instructions}))
+            scores.extend(runner.outcomes([task], candidate))
             on_done(done, len(tasks))
         return scores
     finally:

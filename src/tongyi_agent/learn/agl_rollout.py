@@ -26,6 +26,7 @@ from tongyi_agent.agent.loop import Agent
 from tongyi_agent.agent.runtime import LoopRunner
 from tongyi_agent.agent.steps import RunResult
 from tongyi_agent.config import ModelProfile, Settings
+from tongyi_agent.learn.demos import apply_prompt
 from tongyi_agent.learn.recording import RunRecorder, rewards_for
 from tongyi_agent.learn.rewards import Reward
 from tongyi_agent.learn.tasks import Task, TaskFileError, load_tasks, task_from_dict
@@ -195,8 +196,7 @@ def build_rollout_agent(settings: Settings, gateway: Gateway, workspace: Trainin
     prompt = workspace.active_prompt()
     if prompt is None:
         return agent
-    return agent.variant(instructions=prompt.components.get("system"),
-                         forced_answer=prompt.components.get("forced_answer"))
+    return apply_prompt(agent, prompt.components, budget_share=workspace.training.memory.budget_share)
 
 
 def run_rollout(agent: Agent, task: Task, workspace: TrainingWorkspace, gateway: Gateway, *,

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from tongyi_agent.agent.loop import Agent
+from tongyi_agent.learn.demos import apply_prompt
 from tongyi_agent.learn.experiments import ExperimentManager
 from tongyi_agent.learn.memory import ExperienceMemory
 from tongyi_agent.learn.recording import RecordedRun
@@ -69,8 +70,8 @@ class Lifecycle:
         else:
             arm, version_id = assignment
             version = PromptStore(self.store).get(version_id)
-            arm_agent = agent.variant(instructions=version.components.get("system"),
-                                      forced_answer=version.components.get("forced_answer"))
+            arm_agent = apply_prompt(agent, version.components,
+                                     budget_share=self.workspace.training.memory.budget_share)
             plan = RunPlan(run_id, arm_agent, version.id, arm)
         if self.workspace.training.mode == "rl":
             self._choose_tools(plan, question)

@@ -22,8 +22,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from tongyi_agent.agent.context import CHARS_PER_TOKEN
 from tongyi_agent.agent.dialects import DIALECTS, get_dialect
-from tongyi_agent.agent.examples import WorkedExample, render_examples
+from tongyi_agent.agent.examples import INTRO, WorkedExample, message_chars, render_examples
 from tongyi_agent.agent.loop import Agent
 from tongyi_agent.config.training import TrainingConfig
 from tongyi_agent.learn.tasks import CONFIRMED as CONFIRMED_FEEDBACK
@@ -119,14 +120,18 @@ class ExperienceMemory:
                                         recent=self.training.prompt_optimization.history_size)
 
     def prepare(self, agent: Agent, question: str) -> tuple[Agent, list[int]]:
-        """``agent`` with the worked examples for ``question`` (within the token budget), and their ids."""
-        found = self.retrieve(question, str(agent.root))
+        """``agent`` with the worked examples for ``question`` added to those it already shows (a prompt
+        version's demonstrations), all within the token budget; and the ids of the experiences added."""
+        existing = agent.spec.examples
+        shown_questions = {m.content for m in existing if m.content.startswith(INTRO)}
+        found = [e for e in self.retrieve(question, str(agent.root)) if INTRO + e.question not in shown_questions]
         if not found:
             return agent, []
         examples = [WorkedExample.from_trajectory(e.id, e.question, e.answer, e.trajectory) for e in found]
-        budget = int(agent.spec.context_tokens * self.training.memory.budget_share)
-        messages, shown = render_examples(examples, agent.dialect, budget_tokens=budget)
-        return (agent.variant(examples=messages), shown) if shown else (agent, [])
+        budget_chars = agent.spec.context_tokens * self.training.memory.budget_share * CHARS_PER_TOKEN
+        left = int((budget_chars - message_chars(existing)) / CHARS_PER_TOKEN)
+        messages, shown = render_examples(examples, agent.dialect, budget_tokens=left)
+        return (agent.variant(examples=[*existing, *messages]), shown) if shown else (agent, [])
 
     def after_run(self, run_id: str) -> list[str]:
         """Count the run as a use of the examples it was shown, and keep it if it is confirmed.

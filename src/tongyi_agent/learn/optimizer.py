@@ -20,6 +20,16 @@ from typing import Any
 from tongyi_agent.agent.loop import Agent
 from tongyi_agent.agent.runtime import LoopRunner
 from tongyi_agent.agent.steps import RunResult, ToolStep
+from tongyi_agent.learn.demos import (
+    DEMOS_COMPONENT,
+    Demo,
+    DemoSearchResult,
+    bootstrap,
+    demos_from_text,
+    demos_to_text,
+    search_demos,
+    with_demos,
+)
 from tongyi_agent.learn.gate import GateReport, paired_gate
 from tongyi_agent.learn.rewards import compute_rewards, task_reward
 from tongyi_agent.learn.tasks import Splits, Task
@@ -78,23 +88,35 @@ class AgentRunner:
     """Runs tasks with a candidate prompt; counts rollouts and tokens against the budget."""
 
     def __init__(self, agent: Agent, scorer: Scorer, budget: Budget,
-                 on_rollout: Callable[[Budget], None] | None = None, loop: LoopRunner | None = None) -> None:
+                 on_rollout: Callable[[Budget], None] | None = None, loop: LoopRunner | None = None,
+                 demo_share: float = 0.15) -> None:
+        """``demo_share``: the share of the context window a candidate's demonstrations may use."""
         self.loop = loop or LoopRunner()
-        self._done: dict[tuple[str, str], Rollout] = {}
+        self.demo_share = demo_share
+        self._done: dict[tuple[str, str, str], Rollout] = {}
         self.agent = agent
         self.scorer = scorer
         self.budget = budget
         self.on_rollout = on_rollout
 
     def run(self, task: Task, candidate: Mapping[str, str]) -> Rollout:
-        """One rollout; the same prompt on the same task is run once and then reused (free)."""
-        key = (task.key, candidate[OPTIMIZED_COMPONENT])
+        """One rollout; the same prompt (instructions and demos) on the same task is run once and then
+        reused (free)."""
+        key = self._key(task, candidate)
         if key not in self._done:
             self._done[key] = self._run(task, candidate)
         return self._done[key]
 
+    def is_cached(self, task: Task, candidate: Mapping[str, str]) -> bool:
+        return self._key(task, candidate) in self._done
+
+    @staticmethod
+    def _key(task: Task, candidate: Mapping[str, str]) -> tuple[str, str, str]:
+        return task.key, candidate[OPTIMIZED_COMPONENT], candidate.get(DEMOS_COMPONENT, "")
+
     def _run(self, task: Task, candidate: Mapping[str, str]) -> Rollout:
         agent = self.agent.variant(instructions=candidate[OPTIMIZED_COMPONENT], root=task.root)
+        agent = with_demos(agent, demos_from_text(candidate.get(DEMOS_COMPONENT)), budget_share=self.demo_share)
         try:
             result = self.loop.run(agent.run(task.question))
         except ModelError as exc:  # one failed rollout scores 0; it must not end the optimization
@@ -216,27 +238,92 @@ class OptimizationReport:
     iterations: int
     splits: dict[str, int] = field(default_factory=dict)
     gate: dict[str, Any] | None = None  # the held-out GateReport (learn/gate.py); None when nothing was judged
+    best_demos: list[Demo] = field(default_factory=list)  # the best candidate's demonstration set
+    demo_search: dict[str, Any] | None = None  # pool, bootstrapped, sets_tried, validation scores
 
 
-def optimize_prompt(runner: AgentRunner, seed_prompt: str, splits: Splits, *, reflection: Callable[[str], str],
+def optimize_prompt(runner: AgentRunner, seed_prompt: str, splits: Splits, *, reflection: Callable[[str], str] | None,
                     iterations: int, run_dir: Path, seed: int = 0, minibatch: int = 3, population: int = 4,
                     on_best: Callable[[float], None] | None = None,
-                    on_log: Callable[[str], None] | None = None, proposer: str = "rewrite") -> OptimizationReport:
+                    on_log: Callable[[str], None] | None = None, proposer: str = "rewrite",
+                    seed_demos: Sequence[Demo] = (), demo_pool: Sequence[Demo] = (),
+                    demo_size: int = 2, demos: bool = True) -> OptimizationReport:
     """Search on train/validation, then judge seed vs best on the test split. Resumable via `run_dir`.
 
-    `proposer`: "rewrite" lets gepa's reflection rewrite the whole prompt (strong reflection
-    models); "rule" asks for one new rule per proposal (small models, see rule_proposer)."""
+    A candidate is the instructions plus a demonstration set. `proposer`: "rewrite" lets gepa's
+    reflection rewrite the whole prompt (strong reflection models); "rule" asks for one new rule
+    per proposal (see rule_proposer); "none" keeps the instructions and searches demonstrations
+    only (no reflection model needed). With `demos`, the demonstration search (learn/demos.py)
+    follows, over `demo_pool` plus demonstrations bootstrapped from correct training rollouts."""
     import random
-
-    import gepa
-    from gepa.strategies.candidate_selector import TopKParetoCandidateSelector
-    from gepa.utils import MaxCandidateProposalsStopper
 
     sizes = splits.sizes()
     if min(sizes.values()) == 0 or sum(sizes.values()) < MIN_TASKS:
         raise NotEnoughTasksError(
             f"need at least {MIN_TASKS} usable tasks with some in each split, got {sizes}; "
             "give a task file with --tasks or record more runs with --train")
+    reserve = 2 * sizes["test"]  # the held-out comparison always gets its rollouts
+    seed_candidate = _candidate(seed_prompt, seed_demos)
+    best_prompt, iterations_done = seed_prompt, 0
+    if proposer != "none":
+        if reflection is None:
+            raise ValueError(f"proposer {proposer!r} needs a reflection model")
+        # Evaluations cost a full agent run each: gepa stops before its share of the budget is spent.
+        share = runner.budget.left - reserve
+        share = share * 2 // 3 if demos else share
+        best_prompt, iterations_done = _gepa_search(
+            runner, seed_prompt, splits, reflection=reflection, iterations=iterations, run_dir=run_dir, seed=seed,
+            minibatch=minibatch, population=population, budget=max(share, sizes["validation"] + minibatch),
+            on_best=on_best, on_log=on_log, proposer=proposer)
+    best_demos: list[Demo] = list(seed_demos)
+    demo_report: dict[str, Any] | None = None
+    if demos:
+        searched = _demo_search(runner, best_prompt, splits, demo_pool, size=demo_size, reserve=reserve,
+                                rng=random.Random(seed))
+        demo_report = {k: v for k, v in asdict(searched).items() if k != "demos"}
+        if on_log is not None:
+            for line in searched.log:
+                on_log(f"demonstrations: {line}")
+        if searched.sets_tried > 1 or not seed_demos:
+            best_demos = searched.demos
+    best_candidate = _candidate(best_prompt, best_demos)
+    seed_val = _mean(runner.scores(splits.validation, seed_candidate))
+    best_val = _mean(runner.scores(splits.validation, best_candidate))
+    if on_best is not None:
+        on_best(max(seed_val, best_val))
+    seed_scores = runner.outcomes(splits.test, seed_candidate)
+    gate: GateReport | None = None
+    if best_candidate == seed_candidate or best_val <= seed_val:
+        best_prompt, best_demos = seed_prompt, list(seed_demos)
+        best_scores, promoted, wins, losses = seed_scores, False, 0, 0
+        decision = "no candidate beat the seed prompt on validation"
+    else:
+        best_scores = runner.outcomes(splits.test, best_candidate)
+        gate = paired_gate(seed_scores, best_scores, has_reference=[t.has_reference for t in splits.test],
+                           target=runner.scorer.target)
+        promoted, wins, losses, decision = gate.promoted, gate.wins, gate.losses, gate.summary()
+    return OptimizationReport(
+        seed_validation=seed_val, best_validation=best_val, seed_test=_mean(seed_scores),
+        best_test=_mean(best_scores), test_wins=wins, test_losses=losses, rollouts=runner.budget.rollouts,
+        tokens=runner.budget.tokens, promoted=promoted, decision=decision, best_prompt=best_prompt,
+        iterations=iterations_done, splits=sizes, gate=asdict(gate) if gate else None, best_demos=best_demos,
+        demo_search=demo_report)
+
+
+def _candidate(prompt: str, demos: Sequence[Demo]) -> dict[str, str]:
+    return {OPTIMIZED_COMPONENT: prompt, **({DEMOS_COMPONENT: demos_to_text(demos)} if demos else {})}
+
+
+def _gepa_search(runner: AgentRunner, seed_prompt: str, splits: Splits, *, reflection: Callable[[str], str],
+                 iterations: int, run_dir: Path, seed: int, minibatch: int, population: int, budget: int,
+                 on_best: Callable[[float], None] | None, on_log: Callable[[str], None] | None,
+                 proposer: str) -> tuple[str, int]:
+    """GEPA over the instructions alone; returns the best instructions and the candidates proposed."""
+    import random
+
+    import gepa
+    from gepa.strategies.candidate_selector import TopKParetoCandidateSelector
+    from gepa.utils import MaxCandidateProposalsStopper
 
     class _Log:  # gepa narrates every step on stdout; pass it to --verbose instead
         def log(self, message: str) -> None:
@@ -248,12 +335,9 @@ def optimize_prompt(runner: AgentRunner, seed_prompt: str, splits: Splits, *, re
             if on_best is not None and event.get("is_best_program"):
                 on_best(float(event["average_score"]))
 
-    # Evaluations cost a full agent run each: gepa stops before the budget is exceeded.
-    reserve = 2 * sizes["test"]
-    search_budget = max(runner.budget.left - reserve, sizes["validation"] + minibatch)
     result = gepa.optimize(
         seed_candidate={OPTIMIZED_COMPONENT: seed_prompt}, trainset=splits.train, valset=splits.validation,
-        adapter=GepaAdapter(runner), max_metric_calls=search_budget,
+        adapter=GepaAdapter(runner), max_metric_calls=budget,
         reflection_lm=reflection if proposer == "rewrite" else None,
         custom_candidate_proposer=rule_proposer(reflection) if proposer == "rule" else None,
         stop_callbacks=[MaxCandidateProposalsStopper(iterations)], reflection_minibatch_size=minibatch,
@@ -262,25 +346,34 @@ def optimize_prompt(runner: AgentRunner, seed_prompt: str, splits: Splits, *, re
         # Parents come from the Pareto front of the `population` best candidates ([prompt_optimization]).
         candidate_selection_strategy=TopKParetoCandidateSelector(k=population, rng=random.Random(seed)),
     )
-    best_prompt = _clean(result.best_candidate[OPTIMIZED_COMPONENT]) if isinstance(result.best_candidate, dict) \
+    best = _clean(result.best_candidate[OPTIMIZED_COMPONENT]) if isinstance(result.best_candidate, dict) \
         else seed_prompt
-    seed_val = result.val_aggregate_scores[0]
-    best_val = result.val_aggregate_scores[result.best_idx]
-    seed_scores = runner.outcomes(splits.test, {OPTIMIZED_COMPONENT: seed_prompt})
-    gate: GateReport | None = None
-    if best_prompt.strip() == seed_prompt.strip():
-        best_scores, promoted, wins, losses = seed_scores, False, 0, 0
-        decision = "no candidate beat the seed prompt on validation"
-    else:
-        best_scores = runner.outcomes(splits.test, {OPTIMIZED_COMPONENT: best_prompt})
-        gate = paired_gate(seed_scores, best_scores, has_reference=[t.has_reference for t in splits.test],
-                           target=runner.scorer.target)
-        promoted, wins, losses, decision = gate.promoted, gate.wins, gate.losses, gate.summary()
-    return OptimizationReport(
-        seed_validation=seed_val, best_validation=best_val, seed_test=_mean(seed_scores),
-        best_test=_mean(best_scores), test_wins=wins, test_losses=losses, rollouts=runner.budget.rollouts,
-        tokens=runner.budget.tokens, promoted=promoted, decision=decision, best_prompt=best_prompt,
-        iterations=len(result.candidates) - 1, splits=sizes, gate=asdict(gate) if gate else None)
+    return best, len(result.candidates) - 1
+
+
+def _demo_search(runner: AgentRunner, prompt: str, splits: Splits, pool: Sequence[Demo], *, size: int,
+                 reserve: int, rng: Any) -> DemoSearchResult:
+    """Bootstrap demonstrations from training rollouts of ``prompt``, then search sets of ``size``.
+
+    The bootstrap takes at most a third of the rollouts left for the search; a validation or test
+    question never enters the pool."""
+    held_out = {t.question for t in [*splits.validation, *splits.test]}
+    spare = max(0, runner.budget.left - reserve - len(splits.validation))
+    train = [t for t in splits.train if t.has_reference][:spare // 3]
+    candidate = _candidate(prompt, [])
+    booted = bootstrap([(t.key, (r := runner.run(t, candidate)).result, r.score, t.has_reference) for t in train])
+    merged: dict[str, Demo] = {}
+    for demo in [*pool, *booted]:
+        if demo["question"] not in held_out:
+            merged.setdefault(demo["question"], demo)
+
+    def evaluate(demos: list[Demo]) -> float | None:
+        cached = all(runner.is_cached(t, _candidate(prompt, demos)) for t in splits.validation)
+        if not cached and runner.budget.left - reserve < len(splits.validation):
+            return None
+        return _mean(runner.scores(splits.validation, _candidate(prompt, demos)))
+
+    return search_demos(list(merged.values()), evaluate, size=size, rng=rng, bootstrapped=len(booted))
 
 
 def _mean(scores: Sequence[float | None]) -> float:

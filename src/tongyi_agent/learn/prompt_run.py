@@ -16,6 +16,7 @@ from pathlib import Path
 from tongyi_agent.agent.loop import Agent
 from tongyi_agent.agent.prompts import default_components
 from tongyi_agent.agent.runtime import LoopRunner
+from tongyi_agent.learn.demos import DEMOS_COMPONENT, demo_from_experience, demos_from_text, demos_to_text
 from tongyi_agent.learn.experiments import ExperimentManager
 from tongyi_agent.learn.optimizer import (
     AgentRunner,
@@ -29,7 +30,7 @@ from tongyi_agent.learn.schedule import OptimizationLock
 from tongyi_agent.learn.tasks import Task, load_tasks, split_tasks, tasks_from_runs
 from tongyi_agent.learn.workspace import TrainingWorkspace
 from tongyi_agent.llm.base import ChatModel
-from tongyi_agent.store import StoreError
+from tongyi_agent.store import ExperienceStore, StoreError
 from tongyi_agent.store.prompts import PromptStore, PromptVersion
 
 RUN_META = "optimizer.run"  # {"id", "status", "started_at", ...} of the latest run, for --resume and stats
@@ -42,7 +43,10 @@ class OptimizeRequest:
     tasks_file: Path | None = None
     seed: int = 0
     resume: bool = False
-    proposer: str = "rewrite"  # "rule" for small reflection models (see optimizer.rule_proposer)
+    # "rewrite": GEPA with a strong reflection model; "rule": one rule per proposal (small models, see
+    # optimizer.rule_proposer); "none": no instruction proposals, demonstrations only.
+    proposer: str = "rewrite"
+    demos: bool = True  # search demonstration sets too
 
 
 @dataclass
@@ -87,20 +91,26 @@ def _optimize(workspace: TrainingWorkspace, agent: Agent, request: OptimizeReque
         prompts = PromptStore(store)
         seed_version = prompts.ensure_default(default_components())
         run_id = _run_id(store, request.resume)
+        roots = {str(t.root) for t in tasks}
+        pool = [demo_from_experience(e) for e in ExperienceStore(store).list(status="active") if e.root in roots]
         store.set_meta(RUN_META, json.dumps({"id": run_id, "status": "running", "started_at": time.time(),
                                              "seed_version": seed_version.id}))
     training = workspace.training
     scorer = Scorer(training.prompt_optimization.optimization_target, training.performance_metrics.max_response_time)
     loop = LoopRunner()
-    runner = AgentRunner(agent.variant(forced_answer=seed_version.components.get("forced_answer")), scorer,
-                         Budget(request.budget_rollouts), on_rollout, loop)
+    # examples=[]: the runner shows each candidate's own demonstrations, nothing else.
+    runner = AgentRunner(agent.variant(forced_answer=seed_version.components.get("forced_answer"), examples=[]),
+                         scorer, Budget(request.budget_rollouts), on_rollout, loop,
+                         demo_share=training.memory.budget_share)
     try:
         report = optimize_prompt(
             runner, seed_version.components["system"], splits,
-            reflection=reflection or reflection_callable(reflection_model or agent.model, loop),
+            reflection=None if request.proposer == "none" else
+            reflection or reflection_callable(reflection_model or agent.model, loop),
             iterations=request.iterations, run_dir=workspace.training.data_dir(workspace.root) / "optimizer" / run_id,
             seed=request.seed, population=workspace.training.prompt_optimization.population_size,
-            proposer=request.proposer,
+            proposer=request.proposer, seed_demos=demos_from_text(seed_version.components.get(DEMOS_COMPONENT)),
+            demo_pool=pool, demo_size=training.memory.examples or 2, demos=request.demos,
             on_best=on_best, on_log=on_log)
     finally:
         loop.close()
@@ -108,10 +118,14 @@ def _optimize(workspace: TrainingWorkspace, agent: Agent, request: OptimizeReque
     with workspace.open_store() as store:
         prompts = PromptStore(store)
         candidate = None
-        if report.best_prompt.strip() != seed_version.components["system"].strip():
+        components = {**seed_version.components, "system": report.best_prompt}
+        components.pop(DEMOS_COMPONENT, None)
+        if report.best_demos:
+            components[DEMOS_COMPONENT] = demos_to_text(report.best_demos)
+        if components != seed_version.components:
             scores = {"validation": report.best_validation, "test": report.best_test,
                       "seed_validation": report.seed_validation, "seed_test": report.seed_test}
-            candidate = prompts.add({**seed_version.components, "system": report.best_prompt},
+            candidate = prompts.add(components,
                                     parent=seed_version.id, author=f"optimizer:{run_id}", scores=scores,
                                     note=report.decision)
             if report.promoted and workspace.training.experiments.enable_ab_testing:
