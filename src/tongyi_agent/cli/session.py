@@ -17,7 +17,7 @@ from tongyi_agent.agent.steps import RunResult, Step
 from tongyi_agent.cli.render import step_line
 from tongyi_agent.config import ConfigError, Settings
 from tongyi_agent.config.training import MemorySettings
-from tongyi_agent.learn.demos import apply_prompt
+from tongyi_agent.learn.demos import DEMOS_COMPONENT, apply_prompt, demos_from_text
 from tongyi_agent.learn.lifecycle import Lifecycle
 from tongyi_agent.learn.memory import ExperienceMemory
 from tongyi_agent.learn.recording import RunRecorder
@@ -111,7 +111,12 @@ class AgentSession:
             if self.prompt is None:
                 return agent
             share = self.workspace.training.memory.budget_share if self.workspace else MemorySettings().budget_share
-            return apply_prompt(agent, self.prompt.components, budget_share=share)
+            prompted = apply_prompt(agent, self.prompt.components, budget_share=share)
+            demos = demos_from_text(self.prompt.components.get(DEMOS_COMPONENT))
+            if self.verbose and demos:
+                self.console.print(f"prompt version {self.prompt.id} shows {len(demos)} demonstrations: "
+                                   + "; ".join(d["question"] for d in demos), style="dim", markup=False)
+            return prompted
         finally:
             if task:
                 progress.stop()

@@ -101,7 +101,7 @@ Evaluate = Callable[[list[Demo]], float | None]  # validation mean of a set; Non
 
 
 def search_demos(pool: list[Demo], evaluate: Evaluate, *, size: int, rng: random.Random, random_sets: int = 6,
-                 greedy_tries: int = 6, bootstrapped: int = 0) -> DemoSearchResult:
+                 greedy_tries: int = 8, bootstrapped: int = 0) -> DemoSearchResult:
     """Random then greedy search over sets of ``size`` demonstrations from ``pool``.
 
     ``evaluate`` scores a set on the validation split (it returns None once the budget is spent,
@@ -138,13 +138,20 @@ def search_demos(pool: list[Demo], evaluate: Evaluate, *, size: int, rng: random
         if consider(rng.sample(pool, size), f"random set {n + 1}") is None:
             return DemoSearchResult(best, best_score, empty, len(pool), bootstrapped, tried, log)
     if best:
+        # Coordinate ascent: one position at a time, try the others there and keep any improvement.
         others = [d for d in pool if d not in best]
         rng.shuffle(others)
-        for n, other in enumerate(others[:greedy_tries]):
-            position = n % len(best)
-            candidate = [*best[:position], other, *best[position + 1:]]
-            if consider(candidate, f"greedy swap {n + 1} at position {position + 1}") is None:
-                break
+        tries = 0
+        for position in range(len(best)):
+            for other in others:
+                if tries >= greedy_tries:
+                    break
+                if other in best:
+                    continue
+                tries += 1
+                candidate = [*best[:position], other, *best[position + 1:]]
+                if consider(candidate, f"greedy swap {tries} at position {position + 1}") is None:
+                    return DemoSearchResult(best, best_score, empty, len(pool), bootstrapped, tried, log)
     return DemoSearchResult(best, best_score, empty, len(pool), bootstrapped, tried, log)
 
 
