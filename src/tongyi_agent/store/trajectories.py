@@ -246,6 +246,14 @@ class TrajectoryStore:
         for row in self._conn.execute("SELECT * FROM spans WHERE run_id = ? ORDER BY seq", (run_id,)):
             yield span_from_row(row)
 
+    def backup(self, path: Path) -> None:
+        """A consistent copy of the whole store at ``path`` (SQLite's online backup; safe while others write)."""
+        target = connect(Path(path))
+        try:
+            self._conn.backup(target)
+        finally:
+            target.close()
+
     # -- lifecycle -----------------------------------------------------------------------------
 
     def close(self) -> None:
