@@ -58,3 +58,33 @@ def test_run_python_computes_from_a_csv_and_cites_it(tmp_path: Path) -> None:
     assert any(s["type"] == "tool" and s["name"] == "run_python" and s["ok"] for s in data["steps"])
     assert "data/sales.csv" in [s["path"] for s in data["sources"]]
     assert data["verification_rate"] == 1.0
+
+
+def test_two_confirmed_runs_come_back_as_worked_examples(tmp_path: Path) -> None:
+    """The experience memory on the real model: two runs confirmed with --feedback are shown, in the ReAct
+    dialect, to a similar later question, which is still answered from the files."""
+    root = tmp_path / "services"
+    root.mkdir()
+    for name, port in (("billing", 8443), ("auth", 9120), ("search", 7310)):
+        (root / f"{name}.md").write_text(f"# {name.title()} service\n\nOwner: platform team.\n"
+                                         f"The {name} service listens on port {port}.\n")
+    confirmed = []
+    for name, port in (("billing", 8443), ("auth", 9120)):
+        done = _cli("--root", str(root), "--train", "--json", f"Which port does the {name} service listen on?",
+                    cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        data = json.loads(done.stdout)
+        assert str(port) in data["answer"]
+        rated = _cli("--root", str(root), "--feedback", data["run_id"], "1", cwd=tmp_path)
+        assert rated.returncode == 0, rated.stderr
+        confirmed.append(data["run_id"])
+    listed = json.loads(_cli("memory", "list", "--json", "--root", str(root), cwd=tmp_path).stdout)
+    assert sorted(item["run_id"] for item in listed) == sorted(confirmed)
+
+    done = _cli("--root", str(root), "--json", "--verbose", "Which port does the search service listen on?",
+                cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert sorted(data["experiences"]) == sorted(item["id"] for item in listed)
+    assert "worked examples from experiences" in done.stderr
+    assert "7310" in data["answer"]
