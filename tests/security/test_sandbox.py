@@ -7,6 +7,7 @@ wall-clock limit.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -23,7 +24,7 @@ import pytest
 from tests.security.sandbox_attacks import REFUSAL, attempt, stdout_of, weak_env, weak_refusal
 from tongyi_agent.tools.base import ToolContext
 from tongyi_agent.tools.run_python import run_python
-from tongyi_agent.tools.sandbox import sandbox_report
+from tongyi_agent.tools.sandbox import CLAIMS, _others_can_run, sandbox_report
 
 LEAK = "LEAKED:"
 
@@ -67,9 +68,7 @@ def test_the_report_is_measured_and_complete() -> None:
         assert report["mechanism"] == "refused" and REFUSAL in report["summary"]
         return
     # Every claim comes from the probe program; this machine offers namespaces, so all must hold.
-    for claim in ("network_isolated", "filesystem_readonly", "host_files_hidden", "training_store_hidden",
-                  "sockets_blocked", "disk_capped", "capabilities_dropped", "no_new_privs", "unprivileged_uid",
-                  "pid_namespace", "pid_limit", "env_scrubbed", "project_readable"):
+    for claim in CLAIMS:
         assert report[claim] is True, (claim, report["summary"])
     assert report["readonly_failed"] == [] and report["summary"] == "full isolation"
 
@@ -336,3 +335,58 @@ def test_cleanup_repairs_read_only_folders_through_descriptors_only(tmp_path: Pa
         assert done.stdout.split() == ["0o600", "False", "mine"]
     finally:
         shutil.rmtree(work)
+
+
+AS_ORDINARY_USER = """
+import json, os, sys, types
+src = sys.argv[1]
+for name, path in (("tongyi_agent", src), ("tongyi_agent.tools", src + "/tools")):
+    module = types.ModuleType(name)
+    module.__path__ = [path]  # only the standard-library modules of the sandbox are imported
+    sys.modules[name] = module
+from tongyi_agent.tools import sandbox
+project = sys.argv[2]
+run = sandbox.run_sandboxed(sys.argv[3], project)
+print(json.dumps({"report": sandbox.sandbox_report(), "stdout": run.stdout, "opened": run.opened}))
+"""
+
+
+def test_as_an_ordinary_user_the_user_namespace_mode_holds(tmp_path: Path) -> None:
+    """The tests above run as root here; this runs the sandbox as uid 65534 (user namespace mode)."""
+    import subprocess
+
+    import tongyi_agent
+
+    src = os.path.dirname(tongyi_agent.__file__)
+    python = shutil.which("python3", path="/usr/bin:/bin")
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or not (python and setpriv) or not _others_can_run(python) or not _others_can_run(src + "/x"):
+        pytest.skip("needs root, setpriv and a python3 and source tree every user can reach; the mode of "
+                    "this user was tested above")
+    work = Path(tempfile.mkdtemp(prefix="tongyi-userns-test-"))
+    try:
+        work.chmod(0o755)
+        project = work / "project"
+        (project / "data").mkdir(parents=True)
+        (project / "data" / "x.csv").write_text("a\n1\n")
+        secret = work / "secret"
+        secret.write_text("ROOT-SECRET")
+        code = ("import os\nprint(os.getuid(), open('data/x.csv').read().split()[1])\n"
+                f"for p in ('/etc/shadow', {str(secret)!r}):\n    try:\n        open(p).read()\n"
+                "        print('LEAKED')\n    except OSError as e:\n        print(type(e).__name__)\n")
+        done = subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", python, "-I", "-c",
+                               AS_ORDINARY_USER, src, str(project), code], capture_output=True, text=True,
+                              timeout=120, cwd=work)
+        assert done.returncode == 0, done.stderr
+        data = json.loads(done.stdout)
+        assert data["report"]["mechanism"] == "namespaces (user, net, pid, ipc, mount)"
+        assert data["report"]["summary"] == "full isolation", data["report"]
+        assert data["stdout"].split() == ["0", "1", "FileNotFoundError", "FileNotFoundError"]
+        assert data["opened"] == ["data/x.csv"]
+    finally:
+        shutil.rmtree(work)
+
+
+def test_the_filesystem_root_is_not_a_project() -> None:
+    result = run_python(ToolContext(root=Path("/")), "print(1)")
+    assert not result.ok and "needs a project folder" in result.output

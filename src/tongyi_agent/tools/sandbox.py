@@ -62,6 +62,7 @@ ACCESS_LOG_BYTES = 1_000_000
 WEAK_COPY_MB = 200  # the weak mode copies the project; larger projects are refused
 HIDDEN_NAMES = (".tongyi_training",)
 PR_SET_PDEATHSIG = 1
+PROBE_TIMEOUT_S = 15.0
 
 WEAK_REFUSAL = ("run_python is disabled: this machine cannot isolate programs ({reason}). Set "
                 "TONGYI_SANDBOX_WEAK=1 to run them anyway with resource limits only, on a copy of the project, "
@@ -474,6 +475,8 @@ except OSError:
     facts["host_socket_reachable"] = False
 facts["pid"] = os.getpid()
 facts["nproc"] = resource.getrlimit(resource.RLIMIT_NPROC)[0]
+facts["rlimits"] = [resource.getrlimit(getattr(resource, name))[0]
+                    for name in ("RLIMIT_CPU", "RLIMIT_AS", "RLIMIT_FSIZE", "RLIMIT_NOFILE")]
 facts["env"] = sorted(os.environ)
 print(json.dumps(facts))
 '''
@@ -487,7 +490,7 @@ def _probe_snippet(secret_dir: str, sock_path: str) -> str:
 def _probe(namespaces_allowed: bool, weak_allowed: bool) -> dict[str, Any]:
     """Run the probe program in the mode that would be used, against a bait project, a 0600 secret
     outside it and a world-writable Unix socket on the host."""
-    limits = Limits(timeout_s=15, weak_allowed=weak_allowed, namespaces_allowed=namespaces_allowed)
+    limits = Limits(timeout_s=PROBE_TIMEOUT_S, weak_allowed=weak_allowed, namespaces_allowed=namespaces_allowed)
     mode = _mode_for(limits)
     work = tempfile.mkdtemp(prefix="tongyi-probe-")
     server = None
@@ -534,6 +537,7 @@ def sandbox_report(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         return {"mechanism": "refused", "available": False, "summary": str(exc), **dict.fromkeys(CLAIMS, False),
                 "readonly_failed": []}
     facts, mode = probe["facts"], probe["mode"]
+    limits = Limits(timeout_s=PROBE_TIMEOUT_S)
     if not facts:
         return {"mechanism": mode.name, "available": False, **dict.fromkeys(CLAIMS, False), "readonly_failed": [],
                 "summary": f"the probe program failed: {str(probe['error']).strip()[-300:]}"}
@@ -552,6 +556,7 @@ def sandbox_report(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "unprivileged_uid": facts["outer_uid"] not in (0, None),
         "pid_namespace": facts["pid"] < 10,  # a fresh namespace: init is 1, the snippet among the first
         "pid_limit": facts["nproc"] == NPROC and facts["outer_uid"] not in (0, None),
+        "resource_limits": facts["rlimits"] == [limits.cpu_s, limits.memory_mb << 20, FSIZE_MB << 20, NOFILE],
         "env_scrubbed": set(facts["env"]) <= {"PATH", "LANG", "HOME", "PROJECT_ROOT", "PYTHONDONTWRITEBYTECODE",
                                               "PYTHONIOENCODING"},
         "project_readable": bool(facts["project_readable"]),
@@ -564,10 +569,11 @@ def sandbox_report(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     return result
 
 
-CLAIMS = ("network_isolated", "filesystem_readonly", "host_files_hidden", "training_store_hidden",
+CLAIMS = ("resource_limits", "network_isolated", "filesystem_readonly", "host_files_hidden", "training_store_hidden",
           "sockets_blocked", "disk_capped", "capabilities_dropped", "no_new_privs", "unprivileged_uid",
           "pid_namespace", "pid_limit", "env_scrubbed", "project_readable")
 _WEAKNESS_TEXT = {
+    "resource_limits": "the resource limits are not in force",
     "network_isolated": "the snippet can reach the network",
     "filesystem_readonly": "the project is writable (or the scratch folder is not)",
     "host_files_hidden": "files of the host outside the project are readable",
@@ -598,8 +604,12 @@ def run_sandboxed(code: str, project_root: str, limits: Limits | None = None, *,
     `hidden` names more folders under the project to keep out (the training store's folder); `cancel`
     kills the run when set. Raises SandboxUnavailable when no mode may run here."""
     limits = limits or Limits()
+    project_root = os.path.realpath(project_root)
+    if project_root == "/":
+        raise SandboxUnavailable("run_python needs a project folder; the root of the filesystem cannot be shown "
+                                 "to a program read-only without showing it everything")
     mode = _mode_for(limits)
-    run, report = _launch(mode, code, os.path.realpath(project_root), limits, hidden=hidden, cancel=cancel)
+    run, report = _launch(mode, code, project_root, limits, hidden=hidden, cancel=cancel)
     if mode.weak:
         run.warnings = ["weak mode (TONGYI_SANDBOX_WEAK=1): the program ran on a copy of the project, with no "
                         "read or network isolation"]
