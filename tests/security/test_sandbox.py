@@ -73,6 +73,20 @@ def test_the_report_is_measured_and_complete() -> None:
     assert report["readonly_failed"] == [] and report["summary"] == "full isolation"
 
 
+def test_the_weak_modes_report_names_what_it_lacks() -> None:
+    """The same probe, run in the weak mode, finds the holes: nothing in the report is assumed."""
+    report = sandbox_report(weak_env())
+    if not report["available"]:
+        assert "cannot reach the Python" in report["summary"]
+        return
+    assert report["mechanism"].startswith("weak")
+    assert report["network_isolated"] is False and report["sockets_blocked"] is False
+    assert report["host_files_hidden"] is False and report["pid_namespace"] is False
+    assert report["capabilities_dropped"] is True and report["no_new_privs"] is True
+    assert report["training_store_hidden"] is True  # the copy leaves it out
+    assert "the snippet can reach the network" in report["summary"]
+
+
 def test_etc_shadow_is_not_readable(ctx: ToolContext) -> None:
     result = attempt(ctx, _reader("/etc/shadow"))
     if result is not None:

@@ -451,6 +451,7 @@ def readable(path):
         return False
 facts["shadow_readable"] = readable("/etc/shadow")
 facts["secret_readable"] = readable(sys.argv[1] + "/secret.txt")
+facts["outside_readable"] = readable(sys.argv[1] + "/outside.txt")
 root = os.environ["PROJECT_ROOT"]
 facts["project_readable"] = readable(root + "/data.txt")
 facts["store_readable"] = readable(root + "/.tongyi_training/trajectories.sqlite")
@@ -487,10 +488,11 @@ def _probe_snippet(secret_dir: str, sock_path: str) -> str:
 
 
 @functools.cache
-def _probe(namespaces_allowed: bool, weak_allowed: bool) -> dict[str, Any]:
+def _probe(namespaces_allowed: bool, weak_allowed: bool, python: str) -> dict[str, Any]:
     """Run the probe program in the mode that would be used, against a bait project, a 0600 secret
     outside it and a world-writable Unix socket on the host."""
-    limits = Limits(timeout_s=PROBE_TIMEOUT_S, weak_allowed=weak_allowed, namespaces_allowed=namespaces_allowed)
+    limits = Limits(timeout_s=PROBE_TIMEOUT_S, weak_allowed=weak_allowed, namespaces_allowed=namespaces_allowed,
+                    python=python)
     mode = _mode_for(limits)
     work = tempfile.mkdtemp(prefix="tongyi-probe-")
     server = None
@@ -502,6 +504,8 @@ def _probe(namespaces_allowed: bool, weak_allowed: bool) -> dict[str, Any]:
         Path(project, "data.txt").write_text("probe\n")
         Path(project, ".tongyi_training", "trajectories.sqlite").write_text("store\n")
         os.chmod(os.path.join(project, ".tongyi_training", "trajectories.sqlite"), 0o644)
+        Path(work, "outside.txt").write_text("outside\n")
+        os.chmod(os.path.join(work, "outside.txt"), 0o644)
         secret = os.path.join(work, "secret.txt")
         Path(secret).write_text("secret\n")
         os.chmod(secret, 0o600)
@@ -532,7 +536,7 @@ def sandbox_report(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """What the sandbox enforces here, as measured by a probe program run in it (cached per process)."""
     limits = Limits.from_env(env or {})
     try:
-        probe = _probe(limits.namespaces_allowed, limits.weak_allowed)
+        probe = _probe(limits.namespaces_allowed, limits.weak_allowed, limits.python)
     except SandboxUnavailable as exc:
         return {"mechanism": "refused", "available": False, "summary": str(exc), **dict.fromkeys(CLAIMS, False),
                 "readonly_failed": []}
@@ -547,7 +551,7 @@ def sandbox_report(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "available": True,
         "network_isolated": facts["interfaces"] in ([], ["lo"]),
         "filesystem_readonly": not facts["project_writable"] and facts["scratch_writable"],
-        "host_files_hidden": not facts["shadow_readable"] and not facts["secret_readable"],
+        "host_files_hidden": not (facts["shadow_readable"] or facts["secret_readable"] or facts["outside_readable"]),
         "training_store_hidden": not facts["store_readable"],
         "sockets_blocked": not facts["host_socket_reachable"],
         "disk_capped": 0 < facts["scratch_bytes"] <= (DEFAULT_DISK_MB + 1) * 1024 * 1024,
