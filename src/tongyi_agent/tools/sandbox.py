@@ -237,12 +237,14 @@ def _others_can_run(python: str) -> bool:
 
 
 def _hidden_paths(project_root: str, extra: tuple[str, ...]) -> list[str]:
-    hidden = [os.path.join(project_root, name) for name in HIDDEN_NAMES]
-    for path in extra:
+    """Folders under the project to cover (the training store), resolved: a store reached through a
+    symlink is covered where it really is. Ones outside the project are not in the view anyway."""
+    hidden: list[str] = []
+    for path in [os.path.join(project_root, name) for name in HIDDEN_NAMES] + list(extra):
         real = os.path.realpath(path)
-        if real.startswith(project_root + "/") and real not in hidden:
+        if real.startswith(project_root + "/") and real not in hidden and os.path.exists(real):
             hidden.append(real)
-    return [h for h in hidden if os.path.lexists(h)]
+    return hidden
 
 
 def _set_pdeathsig(parent_pid: int) -> None:
