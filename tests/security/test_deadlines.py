@@ -35,6 +35,7 @@ from tongyi_agent.llm.scripted import ScriptedModel
 from tongyi_agent.tools import default_registry
 from tongyi_agent.tools.base import Tool, ToolContext, ToolError, ToolRegistry, ToolResult
 from tongyi_agent.tools.clean_csv import clean_csv
+from tongyi_agent.tools.pdf import pdf_info
 from tongyi_agent.tools.read_file import read_file
 from tongyi_agent.tools.search_files import search_files
 
@@ -201,6 +202,16 @@ def fifo(project: Path) -> Iterator[Path]:
 def test_read_file_refuses_a_fifo_without_blocking(project: Path, fifo: Path) -> None:
     with pytest.raises(ToolError, match="not a regular file"):
         _bounded(lambda: read_file(ToolContext(root=project), "pipe.txt"))
+
+
+def test_pdf_tools_refuse_a_fifo_without_blocking(project: Path) -> None:
+    os.mkfifo(project / "paper.pdf")
+    try:
+        with pytest.raises(ToolError, match="not a regular file"):
+            _bounded(lambda: pdf_info(ToolContext(root=project), "paper.pdf"))
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(os.open(project / "paper.pdf", os.O_WRONLY | os.O_NONBLOCK))
 
 
 def test_search_skips_a_fifo_in_the_root(project: Path, fifo: Path) -> None:

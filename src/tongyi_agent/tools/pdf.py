@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tongyi_agent.tools.base import SourceRef, ToolContext, ToolError, ToolResult
-from tongyi_agent.tools.paths import checked_range, relative_label, resolve_in_root
+from tongyi_agent.tools.paths import checked_range, is_regular_file, relative_label, resolve_in_root
 from tongyi_agent.tools.web import mark_untrusted
 
 CACHE_PREFIX = "cache:"
@@ -71,6 +71,8 @@ def resolve_pdf(ctx: ToolContext, path: str) -> PdfFile:
         raise ToolError(f"no such file: {path!r}; use list_files or search_files to find the right path")
     if file.is_dir():
         raise ToolError(f"{path!r} is a folder, not a PDF file")
+    if not is_regular_file(file):  # a FIFO would block the read forever
+        raise ToolError(f"{path!r} is not a regular file (a FIFO, device or socket) and is not read")
     return PdfFile(path=file, label=label)
 
 
