@@ -282,3 +282,43 @@ def test_the_tool_limit_follows_the_sandbox_setting(project: Path, monkeypatch: 
     assert agent.tools.timeout == 100  # the program's 90 s plus time to start the sandbox
     monkeypatch.delenv("TONGYI_SANDBOX_TIMEOUT")
     assert build_agent(load_settings(project), model=ScriptedModel([])).tools.timeout == 30
+
+
+class _UninterruptibleModel:
+    """Like the embedded backend: each call blocks a worker thread that nothing can interrupt."""
+
+    name = "uninterruptible"
+    supports_grammar = False
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.released = threading.Event()
+
+    async def chat(self, messages: list[ChatMessage], request: ChatRequest | None = None) -> ChatResponse:
+        await asyncio.to_thread(self.released.wait, self.seconds)
+        return ChatResponse(content="too late")
+
+
+def test_a_model_call_that_cannot_be_interrupted_still_ends_the_run_at_the_deadline(project: Path) -> None:
+    from tongyi_agent.agent.runtime import LoopRunner
+
+    model = _UninterruptibleModel(seconds=60)
+    agent = Agent(model, default_registry(["read_file"]), NativeDialect(), project, AgentSpec(max_seconds=2))
+    runner = LoopRunner()
+    started = time.monotonic()
+    try:
+        result = runner.run(agent.run("q"))
+    finally:
+        model.released.set()  # let the worker thread go, as the CLI's exit would
+        runner.close()
+    print(f"uninterruptible model call, max_seconds 2: the run ended after {time.monotonic() - started:.2f} s")
+    assert result.stop_reason == "deadline" and result.answer == "I could not finish within the time limit of 2 s."
+
+
+def test_the_cli_exits_without_waiting_for_an_abandoned_thread() -> None:
+    code = ("import threading, time\nfrom tongyi_agent.cli.app import _exit\n"
+            "threading.Thread(target=time.sleep, args=(300,)).start()\nprint('busy', flush=True)\n_exit(3)\n")
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=BOUND_S)
+    print(f"exit with an abandoned thread: {time.monotonic() - started:.2f} s")
+    assert done.returncode == 3 and done.stdout == "busy\n"
