@@ -85,8 +85,8 @@ def main_command(
     max_steps: Annotated[int | None, typer.Option(rich_help_panel=ANSWERING, help=(
         "Model calls per question before the answer is forced (default 8)."))] = None,
     timeout: Annotated[float | None, typer.Option(rich_help_panel=ANSWERING, help=(
-        "Deadline per question in seconds (default 300): model calls, retries and tools never run past it; the "
-        "answer is forced when a fifth (at most 30 s) is left, and work still running then is abandoned."))]
+        "Deadline per question in seconds (default 300): model calls, retries and tools never run past it. Tools "
+        "stop and the answer is forced when a fifth (at most 30 s) is left; what still runs is abandoned."))]
     = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", rich_help_panel=ANSWERING,
                                           help="Print each step as it happens.")] = False,
