@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.fakes.openai_server import FakeOpenAIServer
+from tests.trusting import trust
 from tongyi_agent.training_manager import TrainingManager, get_training_manager
 
 SEARCH = {"tool_calls": [{"name": "search_files", "arguments": {"query": "port"}}]}
@@ -23,6 +24,7 @@ def manager(tmp_path: Path, openai_server: FakeOpenAIServer) -> TrainingManager:
     (root / "models.ini").write_text(
         f"[models]\ndefault = fake\n\n[fake]\nprovider = openai\nbase_url = {openai_server.base_url}\n"
         "model_id = fake-model\nmax_retries = 0\n")
+    trust(root)
     return TrainingManager(root)
 
 
@@ -74,6 +76,7 @@ def _coded(tmp_path: Path, server: FakeOpenAIServer, reply: Any = None) -> tuple
     (root / "models.ini").write_text(
         f"[models]\ndefault = fake\n\n[fake]\nprovider = openai\nbase_url = {server.base_url}\n"
         "model_id = fake-model\nmax_retries = 0\n")
+    trust(root)
     tasks = tmp_path / "tasks.jsonl"
     tasks.write_text("".join(json.dumps({"question": f"What is the code of item {i}?", "answer": f"CODE-{i}",
                                          "root": "codes"}) + "\n" for i in range(72)))  # test split >= 12

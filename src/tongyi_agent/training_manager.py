@@ -90,9 +90,12 @@ class OptimizedAgent:
 class TrainingManager:
     """Creates agents for one project root and reads the training data they record."""
 
-    def __init__(self, root: Path | str = ".", *, env: dict[str, str] | None = None) -> None:
+    def __init__(self, root: Path | str = ".", *, env: dict[str, str] | None = None, trust_root: bool = False) -> None:
+        """``trust_root`` honours the root's own endpoints, keys, storage and reward settings, as
+        `tongyi-cli trust` or --trust-root would; otherwise only a folder the user trusted gets them."""
         self.root = Path(root)
         self.env = env
+        self.trust_root = trust_root
         self.last_optimization: OptimizeOutcome | None = None
 
     def create_optimized_agent(self, agent_type: str = "tongyi", optimization_mode: str = "prompt",
@@ -102,12 +105,13 @@ class TrainingManager:
             raise ValueError(f"unknown agent_type {agent_type!r}; expected one of {', '.join(AGENT_TYPES)}")
         if optimization_mode not in MODES:
             raise ValueError(f"unknown optimization_mode {optimization_mode!r}; expected one of {', '.join(MODES)}")
-        settings = load_settings(self.root, model=AGENT_TYPES[agent_type], env=self.env)
-        workspace = TrainingWorkspace.load(self.root, enabled=enable_training, mode=optimization_mode, env=self.env)
+        settings = load_settings(self.root, model=AGENT_TYPES[agent_type], env=self.env, trust_root=self.trust_root)
+        workspace = TrainingWorkspace.load(self.root, enabled=enable_training, mode=optimization_mode, env=self.env,
+                                           trust_root=self.trust_root)
         return OptimizedAgent(agent_type, optimization_mode, enable_training, settings, workspace)
 
     def _workspace(self) -> TrainingWorkspace:
-        return TrainingWorkspace.load(self.root, env=self.env)
+        return TrainingWorkspace.load(self.root, env=self.env, trust_root=self.trust_root)
 
     def export_training_data(self, agent: OptimizedAgent | None, path: Path | str, format: str = "json") -> int:
         """Write the recorded runs to `path` (json, jsonl, sft or dpo); returns how many were written."""

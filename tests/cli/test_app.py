@@ -11,6 +11,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from tests.fakes.openai_server import FakeOpenAIServer
+from tests.trusting import trust
 from tongyi_agent.cli.app import app
 
 SEARCH = {"tool_calls": [{"name": "search_files", "arguments": {"query": "billing port"}}]}
@@ -146,6 +147,7 @@ def test_run_falls_back_to_the_fallback_profile(runner: CliRunner, project: Path
         "[models]\ndefault = primary\nfallback = backup\n\n"
         f"[primary]\nprovider = openai\nbase_url = {openai_server.base_url}\nmodel_id = big\nmax_retries = 0\n\n"
         f"[backup]\nprovider = openai\nbase_url = {openai_server.base_url}\nmodel_id = small\nmax_retries = 0\n")
+    trust(project)
     openai_server.add({"status": 500, "body": {"error": {"message": "overloaded"}}}, ANSWER)
     result = runner.invoke(app, ["--root", str(project), "--json", "Which port?"])
     assert result.exit_code == 0, result.output

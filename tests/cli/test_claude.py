@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from tests.fakes.anthropic_server import FakeAnthropicServer
 from tests.fakes.openai_server import FakeOpenAIServer
+from tests.trusting import trust
 from tongyi_agent.cli.app import app
 
 KEY = "sk-ant-api03-test-0123456789abcdef"
@@ -54,6 +55,7 @@ def test_fallback_switch_is_in_the_trajectory(runner: CliRunner, project: Path, 
     (project / "models.ini").write_text(
         "[models]\ndefault = primary\nfallback = claude\n\n"
         f"[primary]\nprovider = openai\nbase_url = {openai_server.base_url}\nmodel_id = big\nmax_retries = 1\n")
+    trust(project)
     openai_server.add(*[{"status": 500, "body": {"error": {"message": "boom"}}}] * 2)
     anthropic_server.add({"content": "Port 8443."})
     env = {"ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": anthropic_server.base_url}

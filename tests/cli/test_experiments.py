@@ -12,6 +12,7 @@ from typing import Any
 from typer.testing import CliRunner
 
 from tests.fakes.openai_server import FakeOpenAIServer
+from tests.trusting import trust
 from tongyi_agent.cli.app import app
 
 INSTRUCTION = "Search the files before answering."
@@ -34,6 +35,7 @@ def test_ab_experiment_promotes_the_better_candidate(runner: CliRunner, project:
         "model_id = fake-model\nmax_retries = 0\n")
     (project / "training_config.ini").write_text(
         "[experiments]\nenable_ab_testing = true\ncontrol_ratio = 0.5\nexperiment_duration = 16\n")
+    trust(project)
     openai_server.add(*[_reply] * 200)
     candidate_text = tmp_path / "system.txt"
     candidate_text.write_text(f"You answer questions about the project's files. {INSTRUCTION}")
@@ -83,6 +85,7 @@ def test_periodic_schedule_starts_a_background_optimization(runner: CliRunner, p
         "model_id = fake-model\nmax_retries = 0\n")
     (project / "training_config.ini").write_text(
         "[optimization_schedule]\nschedule = periodic\nperiodic_interval = 3\n")
+    trust(project)
     openai_server.add(*[{"content": "Port 8443."}] * 3)
     outputs = [runner.invoke(app, ["--root", str(project), "--train", f"question {n}"]) for n in range(3)]
     assert all(o.exit_code == 0 for o in outputs)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from tests.fakes.openai_server import FakeOpenAIServer
+from tests.trusting import trust
 from tongyi_agent.cli.app import app
 
 
@@ -15,6 +16,7 @@ def _two_profiles(project: Path, server: FakeOpenAIServer) -> None:
     (project / "models.ini").write_text(
         f"[alpha]\nprovider = openai\nbase_url = {server.base_url}\nmodel_id = alpha-model\nmax_retries = 0\n\n"
         f"[beta]\nprovider = openai\nbase_url = {server.base_url}\nmodel_id = beta-model\nmax_retries = 0\n")
+    trust(project)
 
 
 def test_list_needs_no_keys_and_no_network(runner: CliRunner, project: Path) -> None:

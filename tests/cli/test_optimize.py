@@ -11,6 +11,7 @@ from typing import Any
 from typer.testing import CliRunner
 
 from tests.fakes.openai_server import FakeOpenAIServer
+from tests.trusting import trust
 from tongyi_agent.cli.app import app
 
 INSTRUCTION = "Always state the item code."
@@ -33,6 +34,7 @@ def _setup(project: Path, server: FakeOpenAIServer, n_tasks: int = 72) -> Path:
     (project / "models.ini").write_text(
         f"[models]\ndefault = fake\n\n[fake]\nprovider = openai\nbase_url = {server.base_url}\n"
         "model_id = fake-model\nmax_retries = 0\n")
+    trust(project)
     tasks = project.parent / "tasks.jsonl"
     tasks.write_text("".join(json.dumps({"question": f"What is the code of item {i}?", "answer": f"CODE-{i}",
                                          "root": project.name}) + "\n" for i in range(n_tasks)))

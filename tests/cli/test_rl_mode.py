@@ -10,6 +10,7 @@ from typing import Any
 from typer.testing import CliRunner
 
 from tests.fakes.openai_server import FakeOpenAIServer
+from tests.trusting import trust
 from tongyi_agent.cli.app import app
 from tongyi_agent.learn.tool_policy import default_arms
 
@@ -27,6 +28,7 @@ def test_rl_runs_record_the_policy_choice_and_optimize_refits(runner: CliRunner,
     (project / "models.ini").write_text(
         f"[models]\ndefault = fake\n\n[fake]\nprovider = openai\nbase_url = {openai_server.base_url}\n"
         "model_id = fake-model\nmax_retries = 0\ntools = list_files, read_file, search_files, run_python\n")
+    trust(project)
     openai_server.add(*[_reply] * 100)
     for n in range(8):
         result = runner.invoke(app, ["--root", str(project), "--train", "--training-mode", "rl", "--json",

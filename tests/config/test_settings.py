@@ -98,14 +98,14 @@ def test_dotenv_root_over_config_dir_and_real_env_wins(
         root: Path, config_dir: Path, write: Write, monkeypatch: pytest.MonkeyPatch) -> None:
     write(config_dir / ".env", "OPENROUTER_API_KEY=from-config-dir\nTONGYI_MAX_STEPS=4\n")
     write(root / ".env", "OPENROUTER_API_KEY='from-root'\nTONGYI_MODEL=tongyi\n")
-    settings = load_settings(root)
+    settings = load_settings(root, trust_root=True)  # an untrusted root's .env may not set keys (tests/security)
     assert settings.env["OPENROUTER_API_KEY"] == "from-root"
     assert settings.profile.api_key(settings.env) == "from-root"
     assert (settings.model, settings.max_steps) == ("tongyi", 4)
     assert settings.config_files[-2:] == [config_dir / ".env", root / ".env"]
 
     monkeypatch.setenv("OPENROUTER_API_KEY", "from-shell")
-    settings = load_settings(root)
+    settings = load_settings(root, trust_root=True)
     assert settings.profile.api_key(settings.env) == "from-shell"
     # The .env files are read, never loaded into the process environment.
     assert "TONGYI_MODEL" not in os.environ

@@ -14,13 +14,19 @@ from tongyi_agent.config.training import (
     load_training_config,
     read_training_file,
 )
+from tongyi_agent.config.trust import RootTrust
 
 Write = Callable[[Path, str], Path]
 
 
+def trusted(root: Path) -> RootTrust:
+    """As after `tongyi-cli trust root`: these tests are about layering, tests/security about trust."""
+    return RootTrust(root.resolve(), True)
+
+
 def _error(root: Path, config_dir: Path, env: dict[str, str] | None = None, **cli: object) -> str:
     with pytest.raises(ConfigError) as info:
-        load_training_config(root, config_dir, env or {}, **cli)  # type: ignore[arg-type]
+        load_training_config(root, config_dir, env or {}, trust=trusted(root), **cli)  # type: ignore[arg-type]
     message = str(info.value)
     assert "\n" not in message
     return message
@@ -61,7 +67,7 @@ def test_layers_override_single_keys(root: Path, config_dir: Path, write: Write)
     write(root / "training_config.ini",
           "[training]\nenabled = yes\ntraining_data_path = 'from root'\n"
           "[performance_metrics]\nmax_response_time = 10.5\n")
-    config = load_training_config(root, config_dir, {})
+    config = load_training_config(root, config_dir, {}, trust=trusted(root))
     assert config.files == [root / "training_config.ini", config_dir / "training_config.ini", PACKAGED_TRAINING]
     assert config.enabled is True
     assert config.mode == "sft"  # from the config dir: the root file did not set it
@@ -81,12 +87,13 @@ def test_empty_value_means_builtin_default(root: Path, config_dir: Path, write: 
 def test_env_overrides_ini_and_cli_overrides_env(root: Path, config_dir: Path, write: Write) -> None:
     write(root / "training_config.ini", "[training]\nenabled = true\nmode = sft\ntraining_data_path = ini\n")
     env = {"TONGYI_TRAINING_ENABLED": "no", "TONGYI_TRAINING_MODE": "rl", "TONGYI_TRAINING_PATH": "env-dir"}
-    config = load_training_config(root, config_dir, env)
+    config = load_training_config(root, config_dir, env, trust=trusted(root))
     assert (config.enabled, config.mode, config.training.training_data_path) == (False, "rl", Path("env-dir"))
-    config = load_training_config(root, config_dir, env, enabled=True, mode="prompt")
+    config = load_training_config(root, config_dir, env, enabled=True, mode="prompt", trust=trusted(root))
     assert (config.enabled, config.mode) == (True, "prompt")
     # An empty variable is unset, as elsewhere in the config layer.
-    config = load_training_config(root, config_dir, {"TONGYI_TRAINING_MODE": " ", "TONGYI_TRAINING_ENABLED": ""})
+    config = load_training_config(root, config_dir, {"TONGYI_TRAINING_MODE": " ", "TONGYI_TRAINING_ENABLED": ""},
+                                  trust=trusted(root))
     assert (config.enabled, config.mode) == (True, "sft")
 
 
@@ -109,12 +116,13 @@ def test_bad_env_and_cli_mode_name_their_source(root: Path, config_dir: Path) ->
 
 
 def test_data_dir(root: Path, config_dir: Path, write: Write, tmp_path: Path) -> None:
-    assert load_training_config(root, config_dir, {}).data_dir(root) == root.resolve() / ".tongyi_training"
+    default = load_training_config(root, config_dir, {}, trust=trusted(root))
+    assert default.data_dir(root) == root.resolve() / ".tongyi_training"
     absolute = tmp_path / "elsewhere"
     config = load_training_config(root, config_dir, {"TONGYI_TRAINING_PATH": str(absolute)})
     assert config.data_dir(root) == absolute.resolve()
     write(root / "training_config.ini", "[training]\ntraining_data_path = ../shared/data\n")
-    config = load_training_config(root, config_dir, {})
+    config = load_training_config(root, config_dir, {}, trust=trusted(root))
     assert config.data_dir(root) == (root.parent / "shared" / "data").resolve()
     assert config.data_dir(root).is_absolute()
 

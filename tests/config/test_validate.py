@@ -5,6 +5,7 @@ from pathlib import Path
 
 from tongyi_agent.config import CheckItem, validate_config
 from tongyi_agent.config.ini import PACKAGED_MODELS
+from tongyi_agent.config.trust import trust_folder
 
 Write = Callable[[Path, str], Path]
 
@@ -27,6 +28,7 @@ def test_defaults_pass_with_warnings_for_keyless_remote(root: Path, config_dir: 
 
 def test_key_from_dotenv_turns_warning_into_pass(root: Path, config_dir: Path, write: Write) -> None:
     env_file = write(root / ".env", "OPENROUTER_API_KEY=sk-1\n")
+    trust_folder(root, config_dir)  # an untrusted root's .env may not set keys
     items = by_name(validate_config(root))
     assert items[str(env_file)] == CheckItem(str(env_file), "pass", "1 variable(s)")
     assert items["profile tongyi"].status == "pass"

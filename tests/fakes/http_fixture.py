@@ -109,7 +109,10 @@ class JSONHandler(BaseHTTPRequestHandler):
         return {}
 
     def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(payload).encode()
+        self._send_bytes(status, json.dumps(payload).encode(), headers)
+
+    def _send_bytes(self, status: int, data: bytes, headers: dict[str, str] | None = None) -> None:
+        """A body sent exactly as given, labelled JSON (also for bodies that are not: malformed-reply tests)."""
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

@@ -11,7 +11,8 @@ Each POST /v1/chat/completions consumes the next scripted reply:
   "reasoning": ..., "reasoning_content": ..., "delay": seconds}``
   (ids are filled in, dict arguments are JSON-encoded as the real API does, usage is estimated if absent);
 * an error ``{"status": 429, "body": {...}, "headers": {...}, "delay": seconds}`` (body defaults to an
-  OpenAI-style error object);
+  OpenAI-style error object); with status 200 the body is sent as the completion, however malformed;
+* ``{"raw": "..." | b"...", "status": 200}``: a body sent byte for byte (truncated JSON);
 * a callable ``(request_json) -> reply`` for replies that depend on the request.
 
 Requests are validated like the strict servers do before any reply is consumed: an assistant message with
@@ -184,7 +185,10 @@ class _Handler(JSONHandler):
         if scripted is None:
             return
         reply, serial = scripted
-        if "status" in reply:
+        if "raw" in reply:  # bytes sent as they are: truncated or malformed JSON
+            raw = reply["raw"]
+            self._send_bytes(int(reply.get("status", 200)), raw.encode() if isinstance(raw, str) else raw)
+        elif "status" in reply:
             status = int(reply["status"])
             default = _error_body(
                 HTTPStatus(status).phrase, "rate_limit_error" if status == 429 else "server_error"

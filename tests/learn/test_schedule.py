@@ -213,9 +213,10 @@ def test_start_background_runs_the_package_detached(tmp_path: Path, store: Traje
     monkeypatch.setattr(schedule.subprocess, "Popen", FakePopen)
     start_background(tmp_path, tmp_path / "data", ["--optimize-iterations", "2"], store=store, reason="r")
     [(cmd, kwargs)] = calls
-    assert cmd == [sys.executable, "-m", "tongyi_agent", "--root", str(tmp_path), "--optimize",
+    assert cmd == [sys.executable, "-I", "-m", "tongyi_agent", "--root", str(tmp_path), "--optimize",
                    "--optimize-iterations", "2"]
     assert cmd == optimize_command(tmp_path, ["--optimize-iterations", "2"])
     assert kwargs["start_new_session"] is True and kwargs["stdin"] == subprocess.DEVNULL
+    assert kwargs["cwd"] == tmp_path / "data"  # never the caller's working directory
     assert kwargs["stdout"].name == str(tmp_path / "data" / LOG_FILE)
     assert json.loads(store.get_meta("schedule.last_started") or "{}")["pid"] == 4242

@@ -41,7 +41,10 @@ BERT_DOI = "10.18653/v1/n19-1423"
 
 @pytest.fixture
 def ctx(scholarly_server: ScholarlyServer, tmp_path: Path) -> ToolContext:
-    return ToolContext(root=tmp_path, cache_dir=tmp_path / "cache", env=scholarly_server.env())
+    # PDFs are downloaded from links the services return; the fake serves them on 127.0.0.1, which only
+    # the user's TONGYI_ALLOW_PRIVATE_URLS=1 admits (tests/security/test_ssrf.py checks the refusal).
+    return ToolContext(root=tmp_path, cache_dir=tmp_path / "cache",
+                       env=scholarly_server.env(TONGYI_ALLOW_PRIVATE_URLS="1"))
 
 
 def _by_title(found: list[Paper], words: str) -> Paper:

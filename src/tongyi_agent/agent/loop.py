@@ -22,6 +22,7 @@ from tongyi_agent.agent.dialects import Dialect
 from tongyi_agent.agent.evidence import verify
 from tongyi_agent.agent.prompts import load_prompt
 from tongyi_agent.agent.steps import ModelStep, NoteStep, ParsedTurn, RunResult, Step, ToolStep
+from tongyi_agent.agent.taint import TaintGuard
 from tongyi_agent.llm.base import ChatMessage, ChatModel, ChatRequest, ChatResponse, DeadlineError, ToolCall, Usage
 from tongyi_agent.tools.base import SourceRef, ToolContext, ToolRegistry, ToolResult
 
@@ -107,7 +108,7 @@ class Agent:
         ctx = dataclasses.replace(self.tool_context, deadline=budget.tool_deadline)
         forced_reason: str | None = None
         answer: str | None = None
-        tainted = False
+        taint = TaintGuard(question)
         malformed = False  # the last reply broke the protocol: the re-ask is constrained
 
         while answer is None:
@@ -156,14 +157,13 @@ class Agent:
                     continue
                 seen_calls.add(key)
                 started = time.monotonic()
-                tool = self.tools.get(call.name)
-                if tainted and tool is not None and tool.writes:
-                    # Untrusted web content is in the conversation: it must not be able to make us write.
-                    result = ToolResult.error(f"{call.name} writes files and is disabled for the rest of this run "
-                                              "because untrusted web content was read")
+                # Untrusted web content in the conversation must not make us write, or send data out.
+                refusal = taint.refusal(self.tools.get(call.name), call.arguments)
+                if refusal is not None:
+                    result = ToolResult.error(refusal)
                 else:
                     result = await self.tools.run(call.name, call.arguments, ctx, call.id)
-                tainted = tainted or result.untrusted
+                taint.observe(result)
                 self._emit(steps, ToolStep(len(steps), call, result, time.monotonic() - started))
                 returned.extend(result.sources)
                 results.append((call, cap_observation(result.output, spec.observation_cap())))

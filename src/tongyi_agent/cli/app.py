@@ -25,6 +25,8 @@ from tongyi_agent.cli.models import models_app
 from tongyi_agent.cli.prompts import prompts_app
 from tongyi_agent.cli.rollout import EPILOG as ROLLOUT_EPILOG
 from tongyi_agent.cli.rollout import rollout_command
+from tongyi_agent.cli.trust import EPILOG as TRUST_EPILOG
+from tongyi_agent.cli.trust import trust_command, warn_ignored
 
 if TYPE_CHECKING:
     from tongyi_agent.config import Settings
@@ -41,6 +43,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(prompts_app, name="prompts")
 app.add_typer(memory_app, name="memory")
 app.command("rollout", epilog=ROLLOUT_EPILOG)(rollout_command)
+app.command("trust", epilog=TRUST_EPILOG)(trust_command)
 
 ANSWERING, RECORDING, OPTIMIZING, EXPORTING = "Answering", "Recording", "Optimizing", "Exporting"
 
@@ -153,6 +156,9 @@ def main_command(
     = None,
     chunk_size: Annotated[int | None, typer.Option(min=1, rich_help_panel=EXPORTING,
                                                    help="Split the export into files of N records.")] = None,
+    trust_root: Annotated[bool, typer.Option("--trust-root", rich_help_panel=ANSWERING, help=(
+        "For this run, honour the endpoints, keys, storage and reward code that --root's own models.ini, .env "
+        "and training_config.ini set (see: tongyi-cli trust --help)."))] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Show the version and exit.")] = False,
 ) -> None:
@@ -182,17 +188,21 @@ def main_command(
         raise typer.Exit(_training_command(root, training_stats=training_stats, as_json=as_json, plot=plot,
                                            export_path=export_path, export_format=export_format,
                                            min_reward=min_reward, chunk_size=chunk_size, feedback=feedback,
-                                           reset_training=reset_training, yes=yes))
+                                           reset_training=reset_training, yes=yes, trust_root=trust_root))
     from tongyi_agent.config import ConfigError, load_settings
     from tongyi_agent.learn.workspace import TrainingWorkspace
 
+    if question is not None:
+        question = _valid_text(question, "the question")
     try:
         settings = load_settings(root, model=model, base_url=base_url, model_id=model_id,
-                                 max_steps=max_steps, timeout=timeout)
+                                 max_steps=max_steps, timeout=timeout, trust_root=trust_root)
         workspace = TrainingWorkspace.load(root, enabled=True if train else None,
-                                           mode=training_mode.value if training_mode else None)
+                                           mode=training_mode.value if training_mode else None,
+                                           trust_root=trust_root)
     except ConfigError as exc:
         raise fail(str(exc)) from None
+    warn_ignored(err, settings.trust, settings.ignored, workspace.ignored)
     if optimize:
         raise typer.Exit(_optimize(settings, workspace, iterations=optimize_iterations, budget=budget_rollouts,
                                    reflection=reflection_model, tasks=tasks, resume=resume, seed=seed,
@@ -206,12 +216,25 @@ def main_command(
                                   cache_dir=workspace.training.data_dir(settings.root),
                                   prompt=workspace.active_prompt(), memory=workspace))
     if question is None:
-        question = sys.stdin.read()
+        try:
+            question = sys.stdin.read()
+        except UnicodeDecodeError:
+            raise fail("the question on stdin is not valid UTF-8 text") from None
+        question = _valid_text(question, "the question on stdin")
     if not question.strip():
         raise fail("no question given: pass it as an argument or on stdin")
     raise typer.Exit(ask_once(settings, question.strip(), verbose=verbose, as_json=as_json, workspace=recording,
                               offline=offline, cache_dir=workspace.training.data_dir(settings.root),
                               prompt=workspace.active_prompt(), memory=workspace))
+
+
+def _valid_text(text: str, what: str) -> str:
+    """Refuse text that cannot be stored or sent: bytes that were not UTF-8 reach Python as lone surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise fail(f"{what} is not valid UTF-8 text") from None
+    return text
 
 
 def _optimize(settings: Settings, workspace: TrainingWorkspace, *, iterations: int | None, budget: int,
@@ -277,7 +300,7 @@ def _optimize_policy(settings: Settings, workspace: TrainingWorkspace, *, grpo: 
 def _training_command(root: Path, *, training_stats: bool, as_json: bool, plot: Path | None,
                       export_path: Path | None, export_format: ExportFormat, min_reward: float | None,
                       chunk_size: int | None, feedback: tuple[str, float] | None, reset_training: bool,
-                      yes: bool) -> int:
+                      yes: bool, trust_root: bool = False) -> int:
     from tongyi_agent.cli import training
     from tongyi_agent.cli.plot import PlotUnavailableError
     from tongyi_agent.config import ConfigError
@@ -285,7 +308,8 @@ def _training_command(root: Path, *, training_stats: bool, as_json: bool, plot: 
     from tongyi_agent.store import StoreError
 
     try:
-        workspace = TrainingWorkspace.load(root)
+        workspace = TrainingWorkspace.load(root, trust_root=trust_root)
+        warn_ignored(err, workspace.trust, workspace.ignored)
         if feedback is not None:
             run_id = training.feedback(workspace, *feedback)
             out.print(f"Recorded feedback {feedback[1]:g} for run {run_id}.")

@@ -19,7 +19,8 @@ def optimize_command(settings: Settings, workspace: TrainingWorkspace, request: 
     agent = build_agent(settings, cache_dir=workspace.training.data_dir(settings.root))
     reflection_model = None
     if reflection_profile:
-        reflection_settings = load_settings(settings.root, model=reflection_profile)
+        reflection_settings = load_settings(settings.root, model=reflection_profile,
+                                            trust_root=settings.trust.trusted)
         reflection_model = build_model(reflection_settings.profile, reflection_settings.env,
                                        user_cache_dir(reflection_settings.env))
     progress = Progress(TextColumn("[bold]Optimizing prompt[/]"), BarColumn(), MofNCompleteColumn(),

@@ -113,7 +113,8 @@ def _command(session: AgentSession, name: str, arg: str, *, out: Console, err: C
             return None
         try:
             settings = load_settings(session.settings.root, model=arg, max_steps=session.settings.max_steps,
-                                     timeout=session.settings.timeout)
+                                     timeout=session.settings.timeout,
+                                     trust_root=session.settings.trust.trusted)
             session.switch(settings)
         except (ConfigError, ModelError) as exc:
             err.print(f"Error: {exc}", style="red", markup=False)

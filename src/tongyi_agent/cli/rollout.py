@@ -67,6 +67,7 @@ def rollout_command(
       export AGL_EVENT_URL=http://127.0.0.1:8080/api/rollouts/R1/attempt/0/events AGL_KEY=...
       tongyi-cli rollout --task task.json --root ~/corpus
     """
+    from tongyi_agent.cli.trust import warn_ignored
     from tongyi_agent.config import ConfigError, load_settings
     from tongyi_agent.learn.agl_rollout import (
         DEFAULT_MODEL_ID,
@@ -88,6 +89,7 @@ def rollout_command(
         task = load_task(task_file, os.environ, settings.root)
     except (RolloutError, ConfigError) as exc:
         raise fail(str(exc)) from None
+    warn_ignored(err, settings.trust, settings.ignored, workspace.ignored)
     profile = harness_profile(settings.profile if model else None, model_id or DEFAULT_MODEL_ID,
                               dialect.value if dialect else None)
     settings = settings.model_copy(update={"model": profile.name, "profile": profile, "fallback_profile": None})

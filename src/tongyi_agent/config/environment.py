@@ -8,6 +8,8 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from tongyi_agent.config.trust import ROOT_ENV_ALLOWED, Ignored, RootTrust, root_trust
+
 ENV_FILE = ".env"
 
 
@@ -25,15 +27,31 @@ def read_env_file(path: Path) -> dict[str, str]:
     return {k: v for k, v in dotenv_values(path).items() if v is not None}
 
 
-def merged_env(root: Path, config_dir: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+def merged_env(root: Path, config_dir: Path, environ: Mapping[str, str] | None = None, *,
+               trust: RootTrust | None = None) -> dict[str, str]:
     """config-dir .env < root .env < the real environment (``environ``, default ``os.environ``).
 
     A variable set in the shell always wins, as with python-dotenv's default ``override=False``;
     we return a copy instead of loading into ``os.environ`` so that one run's files cannot leak
-    into another (tests, a long-lived REPL switching --root).
+    into another (tests, a long-lived REPL switching --root). An untrusted root's .env sets only
+    the variables in ROOT_ENV_ALLOWED (``trust`` defaults to what the user's trust store says).
     """
+    return env_layers(root, config_dir, environ, trust=trust)[0]
+
+
+def env_layers(root: Path, config_dir: Path, environ: Mapping[str, str] | None = None, *,
+               trust: RootTrust | None = None) -> tuple[dict[str, str], list[Ignored]]:
+    """The merged environment, and the root .env variables left out because the root is untrusted."""
+    trust = trust or root_trust(root, config_dir)
+    shell = os.environ if environ is None else environ
     merged: dict[str, str] = {}
+    ignored: list[Ignored] = []
     for path in env_files(root, config_dir):
-        merged.update(read_env_file(path))
-    merged.update(os.environ if environ is None else environ)
-    return merged
+        values = read_env_file(path)
+        if trust.guards(path):
+            # Named only when it would have mattered: the shell's own value wins over the file anyway.
+            ignored += [Ignored(path, name) for name in values if name not in ROOT_ENV_ALLOWED and name not in shell]
+            values = {name: value for name, value in values.items() if name in ROOT_ENV_ALLOWED}
+        merged.update(values)
+    merged.update(shell)
+    return merged, ignored

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from tongyi_agent.config.errors import ConfigError
 from tongyi_agent.config.profiles import ModelProfile
+from tongyi_agent.config.trust import UNTRUSTED_PROFILE_KEYS, Ignored, RootTrust, root_trust
 
 MODELS_FILE = "models.ini"
 MODELS_SECTION = "models"
@@ -33,6 +34,9 @@ class ModelsFile:
     profiles: dict[str, ModelProfile]
     # Raw [models] values; kept even when empty so `fallback =` in a higher layer can switch it off.
     models: dict[str, str] = field(default_factory=dict)
+    # Keys left out of each profile because this file is an untrusted root's: they keep the value of
+    # the same-named profile in a trusted layer beneath, or stay unset.
+    stripped: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class ModelsConfig:
     default: str | None
     fallback: str | None
     files: list[Path] = field(default_factory=list)
+    ignored: list[Ignored] = field(default_factory=list)
 
 
 # An inline comment starts at `#` or `;` after whitespace, as in the guide's `mode = "prompt"  # ...`.
@@ -113,14 +118,22 @@ def parse_profile(name: str, values: dict[str, str], path: Path) -> ModelProfile
         raise ConfigError(_one_line(err, name, path)) from None
 
 
-def read_models_file(path: Path) -> ModelsFile:
+def read_models_file(path: Path, *, untrusted: bool = False) -> ModelsFile:
+    """One file's profiles; ``untrusted`` (an untrusted root's file) leaves out UNTRUSTED_PROFILE_KEYS."""
     sections = read_ini(path)
     models = sections.pop(MODELS_SECTION, {})
     for key in models:
         if key not in MODELS_KEYS:
             raise ConfigError(f"{path} [{MODELS_SECTION}] {key}: {_unknown(key, MODELS_KEYS)}")
+    stripped: dict[str, frozenset[str]] = {}
+    if untrusted:
+        for name, values in sections.items():
+            guarded = frozenset(k for k, v in values.items() if k in UNTRUSTED_PROFILE_KEYS and v)
+            if guarded:
+                stripped[name] = guarded
+                sections[name] = {k: v for k, v in values.items() if k not in guarded}
     profiles = {name: parse_profile(name, values, path) for name, values in sections.items()}
-    return ModelsFile(path, profiles, models)
+    return ModelsFile(path, profiles, models, stripped)
 
 
 def merge(files: Iterable[ModelsFile]) -> ModelsConfig:
@@ -128,18 +141,30 @@ def merge(files: Iterable[ModelsFile]) -> ModelsConfig:
     profiles: dict[str, ModelProfile] = {}
     models: dict[str, str] = {}
     read: list[Path] = []
+    ignored: list[Ignored] = []
     # Walk lowest priority first so later (higher) layers overwrite.
     for layer in reversed(list(files)):
-        profiles.update(layer.profiles)
+        for name, profile in layer.profiles.items():
+            keys = layer.stripped.get(name, frozenset())
+            ignored += [Ignored(layer.path, f"[{name}] {key}") for key in sorted(keys)]
+            below = profiles.get(name)
+            if keys and below is not None:
+                # The endpoint, key variable and adapter stay those the user configured for this name.
+                profile = profile.model_copy(update={key: getattr(below, key) for key in keys})
+            profiles[name] = profile
         models.update(layer.models)
         read.append(layer.path)
     return ModelsConfig(profiles, models.get("default") or None, models.get("fallback") or None,
-                        list(reversed(read)))
+                        list(reversed(read)), ignored)
 
 
-def load_models(root: Path, config_dir: Path) -> ModelsConfig:
-    """Read every models.ini that exists (root > config dir > packaged) and merge them."""
-    return merge(read_models_file(p) for p in models_candidates(root, config_dir) if p.is_file())
+def load_models(root: Path, config_dir: Path, *, trust: RootTrust | None = None) -> ModelsConfig:
+    """Read every models.ini that exists (root > config dir > packaged) and merge them.
+
+    ``trust`` defaults to what the user's trust store says about ``root``."""
+    trust = trust or root_trust(root, config_dir)
+    return merge(read_models_file(p, untrusted=trust.guards(p))
+                 for p in models_candidates(root, config_dir) if p.is_file())
 
 
 def _parse_problem(err: configparser.Error) -> str:

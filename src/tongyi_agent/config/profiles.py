@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -12,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 # Tried in this order when a profile names no key variable, or the named one is unset: most
 # OpenAI-compatible servers accept OPENAI_API_KEY, and OpenRouter is the guide's default remote.
 FALLBACK_KEY_ENVS = ("OPENAI_API_KEY", "OPENROUTER_API_KEY")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
 
 
@@ -55,6 +57,14 @@ class ModelProfile(BaseModel):
     def _weights_for_embedded(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None and info.data.get("provider") == "embedded":
             raise ValueError("required when provider = embedded")
+        return value
+
+    @field_validator("api_key_env", "base_url_env", "model_id_env")
+    @classmethod
+    def _names_a_variable(cls, value: str | None) -> str | None:
+        # People paste the key itself here; the message must not repeat it (it reaches the terminal).
+        if value is not None and not _ENV_NAME.fullmatch(value):
+            raise ValueError("must be the NAME of an environment variable (letters, digits, _), not its value")
         return value
 
     @field_validator("lora")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -10,11 +11,12 @@ from typing import TypeVar
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field
 
-from tongyi_agent.config.environment import env_files, merged_env
+from tongyi_agent.config.environment import env_files, env_layers
 from tongyi_agent.config.errors import ConfigError
 from tongyi_agent.config.ini import ModelsConfig, load_models
 from tongyi_agent.config.preferences import read_preferences
 from tongyi_agent.config.profiles import ModelProfile
+from tongyi_agent.config.trust import Ignored, RootTrust, root_trust
 
 __all__ = ["ConfigError", "Settings", "load_settings", "user_cache_dir", "user_config_dir"]
 
@@ -54,6 +56,9 @@ class Settings(BaseModel):
     env: dict[str, str] = Field(default_factory=dict, repr=False)
     config_files: list[Path] = Field(default_factory=list,
                                      description="models.ini files, then .env files, actually read.")
+    trust: RootTrust = Field(description="Whether the root's own config files were honoured.")
+    ignored: list[Ignored] = Field(default_factory=list,
+                                   description="The root's settings left out because it is not trusted.")
 
 
 def resolve_root(root: Path | str) -> Path:
@@ -100,6 +105,9 @@ def _number(kind: Callable[[str], T], value: T | None, flag: str, name: str, env
         except ValueError:
             noun = "an integer" if kind is int else "a number"
             raise ConfigError(f"{name}: expected {noun}, got {raw!r}") from None
+    # nan passes every comparison and inf never ends a run.
+    if not math.isfinite(value):
+        raise ConfigError(f"{source}: must be a finite number, got {value!r}")
     if value <= 0:
         raise ConfigError(f"{source}: must be positive, got {value!r}")
     return value
@@ -136,16 +144,19 @@ def load_settings(
     timeout: float | None = None,
     max_tokens: int | None = None,
     env: Mapping[str, str] | None = None,
+    trust_root: bool = False,
 ) -> Settings:
     """Resolve the settings of one run.
 
     ``env`` stands in for the real environment (default ``os.environ``); `.env` files in the config
-    dir and in ``root`` are merged beneath it either way.
+    dir and in ``root`` are merged beneath it either way. The root's own files may set where keys and
+    data go only when the user trusts the folder (``tongyi-cli trust``) or ``trust_root`` (--trust-root).
     """
     root_path = resolve_root(root)
     config_dir = user_config_dir(env)
-    merged = merged_env(root_path, config_dir, env)
-    models = load_models(root_path, config_dir)
+    trust = root_trust(root_path, config_dir, trust_root=trust_root)
+    merged, env_ignored = env_layers(root_path, config_dir, env, trust=trust)
+    models = load_models(root_path, config_dir, trust=trust)
 
     name, source = choose_profile_name(model, merged, models, read_preferences(config_dir).get("model"))
     profile = _apply_overrides(lookup_profile(name, source, models.profiles), base_url, model_id)
@@ -157,4 +168,5 @@ def load_settings(
     return Settings(root=root_path, config_dir=config_dir, model=profile.name, profile=profile,
                     fallback_profile=fallback, profiles=profiles, max_steps=steps,
                     timeout=seconds, max_tokens=tokens, env=merged,
-                    config_files=models.files + env_files(root_path, config_dir))
+                    config_files=models.files + env_files(root_path, config_dir), trust=trust,
+                    ignored=models.ignored + env_ignored)

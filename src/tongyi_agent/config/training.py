@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tongyi_agent.config.errors import ConfigError
 from tongyi_agent.config.ini import _problem, _unknown, read_ini
+from tongyi_agent.config.trust import UNTRUSTED_TRAINING_KEYS, Ignored, RootTrust, root_trust
 
 __all__ = [
     "ALIASES",
@@ -51,6 +52,8 @@ _IDENT = r"[A-Za-z_]\w*"
 _DOTTED = re.compile(rf"{_IDENT}(?:\.{_IDENT})*:{_IDENT}(?:\.{_IDENT})*|{_IDENT}(?:\.{_IDENT})+")
 # Only the spellings the guide documents; a typo such as `ture` must not silently mean false.
 _ENV_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+# INI files also take configparser's on/off; nothing else (pydantic alone would take `t`, `y`, `off`...).
+_INI_BOOLS = {**_ENV_BOOLS, "on": True, "off": False}
 
 
 class _Section(BaseModel):
@@ -174,6 +177,8 @@ class TrainingConfig(BaseModel):
     grpo: GrpoSettings = Field(default_factory=GrpoSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
     files: list[Path] = Field(default_factory=list)
+    # Settings of an untrusted root's file that were not applied (see config.trust).
+    ignored: list[Ignored] = Field(default_factory=list, exclude=True)
 
     @property
     def enabled(self) -> bool:
@@ -207,10 +212,16 @@ def read_training_file(path: Path) -> dict[str, dict[str, str]]:
             hint = f" (did you mean [{close[0]}]?)" if close else f"; known sections: {', '.join(SECTIONS)}"
             raise ConfigError(f"{path} [{section}]: unknown section{hint}")
         aliases = ALIASES.get(section, {})
-        known = [*SECTIONS[section].model_fields, *aliases]
-        for key in values:
+        fields = SECTIONS[section].model_fields
+        known = [*fields, *aliases]
+        for key, raw in values.items():
             if key not in known:
                 raise ConfigError(f"{path} [{section}] {key}: {_unknown(key, known)}")
+            # Checked here, whatever the flags: `enabled = maybe` is a mistake even when --train overrides it.
+            field = fields.get(field_name(section, key))
+            if field is not None and field.annotation is bool and raw and raw.lower() not in _INI_BOOLS:
+                raise ConfigError(f"{path} [{section}] {key}: expected true or false (also yes/no, on/off, 1/0), "
+                                  f"got {raw!r}")
         for alias, name in aliases.items():
             if alias in values and name in values:
                 raise ConfigError(f"{path} [{section}] {alias}, {name}: both set, but they are one setting "
@@ -249,15 +260,28 @@ def load_training_config(
     *,
     enabled: bool | None = None,
     mode: str | None = None,
+    trust: RootTrust | None = None,
 ) -> TrainingConfig:
-    """Resolve training settings: CLI (``enabled``/``mode``) > env > INI (root > config dir > packaged)."""
+    """Resolve training settings: CLI (``enabled``/``mode``) > env > INI (root > config dir > packaged).
+
+    An untrusted root's file (``trust`` defaults to the user's trust store) may not set the keys in
+    UNTRUSTED_TRAINING_KEYS; they are left out and listed in ``TrainingConfig.ignored``."""
+    trust = trust or root_trust(root, config_dir)
     files = [path for path in training_candidates(root, config_dir) if path.is_file()]
     values: dict[str, _Sourced] = {name: {} for name in SECTIONS}
+    ignored: list[Ignored] = []
     # Lowest priority first, so each higher layer overwrites single keys.
     for path in reversed(files):
         for section, keys in read_training_file(path).items():
             for key, raw in keys.items():
-                values[section][field_name(section, key)] = (raw, f"{path} [{section}] {key}")
+                name = field_name(section, key)
+                # An empty value only restores the default, which is always safe to allow.
+                if raw and trust.guards(path) and name in UNTRUSTED_TRAINING_KEYS.get(section, ()):
+                    # Still checked: a bad value is a broken file, whether or not it would be applied.
+                    _validate(SECTIONS[section], {name: (raw, f"{path} [{section}] {key}")})
+                    ignored.append(Ignored(path, f"[{section}] {key}"))
+                    continue
+                values[section][name] = (raw, f"{path} [{section}] {key}")
 
     training = values["training"]
     raw_enabled = env.get("TONGYI_TRAINING_ENABLED", "").strip()
@@ -275,4 +299,4 @@ def load_training_config(
         training["mode"] = (mode, "--training-mode")
 
     sections = {name: _validate(model, values[name]) for name, model in SECTIONS.items()}
-    return TrainingConfig.model_validate({**sections, "files": files})
+    return TrainingConfig.model_validate({**sections, "files": files, "ignored": ignored})

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from tongyi_agent.config.environment import env_files, merged_env, read_env_file
+from tongyi_agent.config.environment import env_files, env_layers, read_env_file
 from tongyi_agent.config.errors import ConfigError
 from tongyi_agent.config.ini import ModelsFile, merge, models_candidates, read_models_file
 from tongyi_agent.config.preferences import read_preferences
@@ -22,6 +22,7 @@ from tongyi_agent.config.training import (
     read_training_file,
     training_candidates,
 )
+from tongyi_agent.config.trust import ignored_note, root_trust
 
 Status = Literal["pass", "warn", "fail"]
 
@@ -45,13 +46,14 @@ def validate_config(root: Path | str, config_dir: Path | None = None,
         return [CheckItem("root", "fail", str(err))]
     config_dir = user_config_dir(env) if config_dir is None else config_dir
     items: list[CheckItem] = [CheckItem("root", "pass", str(root_path))]
+    trust = root_trust(root_path, config_dir)
 
     layers: list[ModelsFile] = []
     for path in models_candidates(root_path, config_dir):
         if not path.is_file():
             continue
         try:
-            layer = read_models_file(path)
+            layer = read_models_file(path, untrusted=trust.guards(path))
         except ConfigError as err:
             items.append(CheckItem(str(path), "fail", str(err)))
             continue
@@ -60,10 +62,13 @@ def validate_config(root: Path | str, config_dir: Path | None = None,
 
     for path in env_files(root_path, config_dir):
         items.append(CheckItem(str(path), "pass", f"{len(read_env_file(path))} variable(s)"))
-    merged = merged_env(root_path, config_dir, env)
+    merged, env_ignored = env_layers(root_path, config_dir, env, trust=trust)
 
     # Broken files are left out above, so the remaining layers still give a useful picture.
     models = merge(layers)
+    note = ignored_note(trust, models.ignored + env_ignored)
+    items.append(CheckItem("trust", "warn", note) if note else
+                 CheckItem("trust", "pass", "trusted" if trust.trusted else "not trusted; sets nothing guarded"))
     items += [_check_profile(p, merged) for p in models.profiles.values()]
 
     try:

@@ -140,8 +140,11 @@ class OptimizationLock:
 
 
 def optimize_command(root: Path, argv: list[str]) -> list[str]:
-    """The child's command line: this interpreter running the package with ``--optimize``."""
-    return [sys.executable, "-m", "tongyi_agent", "--root", str(root), "--optimize", *argv]
+    """The child's command line: this interpreter running the package with ``--optimize``.
+
+    ``-I`` (isolated mode): ``-m`` would otherwise put the working directory first on ``sys.path``, and
+    PYTHONPATH or a user site could slip other code in; the package comes only from its installation."""
+    return [sys.executable, "-I", "-m", "tongyi_agent", "--root", str(root), "--optimize", *argv]
 
 
 def start_background(root: Path, data_dir: Path, argv: list[str], *, store: TrajectoryStore, reason: str = "",
@@ -160,8 +163,9 @@ def start_background(root: Path, data_dir: Path, argv: list[str], *, store: Traj
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} scheduled optimization: {reason}\n".encode())
         log.flush()
         # close_fds (the default) matters: a lock fd inherited by the child would outlive this process.
+        # cwd: the store's own folder, never the caller's working directory (which may be the researched folder).
         process = subprocess.Popen(command(root, argv), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                   start_new_session=True, close_fds=True)
+                                   start_new_session=True, close_fds=True, cwd=data_dir)
     store.set_meta(LAST_COUNT_KEY, str(count))
     store.set_meta(LAST_STARTED_KEY, json.dumps({"time": time.time(), "reason": reason, "pid": process.pid}))
     return process

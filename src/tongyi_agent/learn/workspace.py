@@ -7,9 +7,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tongyi_agent.config.environment import merged_env
+from tongyi_agent.config.environment import env_layers
 from tongyi_agent.config.settings import resolve_root, user_config_dir
 from tongyi_agent.config.training import TrainingConfig, load_training_config
+from tongyi_agent.config.trust import Ignored, RootTrust, root_trust
 from tongyi_agent.learn.experiments import ExperimentManager
 from tongyi_agent.learn.schedule import schedule_status
 from tongyi_agent.store import (
@@ -41,15 +42,22 @@ class TrainingWorkspace:
     root: Path
     training: TrainingConfig
     env: dict[str, str] = field(repr=False)
+    trust: RootTrust | None = None
+    ignored: list[Ignored] = field(default_factory=list)  # the root's settings left out (untrusted root)
 
     @classmethod
     def load(cls, root: Path | str, *, enabled: bool | None = None, mode: str | None = None,
-             env: dict[str, str] | None = None) -> TrainingWorkspace:
-        """Raises ConfigError (one line) for a bad root, INI file or environment value."""
+             env: dict[str, str] | None = None, trust_root: bool = False) -> TrainingWorkspace:
+        """Raises ConfigError (one line) for a bad root, INI file or environment value.
+
+        ``trust_root`` (--trust-root) honours the root's own storage and code settings for this load
+        even when the user has not trusted the folder with ``tongyi-cli trust``."""
         root_path = resolve_root(root)
-        merged = merged_env(root_path, user_config_dir(env), env)
-        training = load_training_config(root_path, user_config_dir(env), merged, enabled=enabled, mode=mode)
-        return cls(root_path, training, merged)
+        config_dir = user_config_dir(env)
+        trust = root_trust(root_path, config_dir, trust_root=trust_root)
+        merged, env_ignored = env_layers(root_path, config_dir, env, trust=trust)
+        training = load_training_config(root_path, config_dir, merged, enabled=enabled, mode=mode, trust=trust)
+        return cls(root_path, training, merged, trust, training.ignored + env_ignored)
 
     @property
     def store_path(self) -> Path:

@@ -90,47 +90,80 @@ def _decode_arguments(raw: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"_raw": str(raw)}
 
 
+def _malformed(model: str, what: str) -> ModelError:
+    return ModelError(f"{model}: malformed response from the server: {what}")
+
+
+def _text(value: Any, model: str, field: str) -> str:
+    """A message's text: a string, null, or a list of text parts (some servers send those)."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(p, dict) for p in value):
+        return "".join(str(p.get("text") or "") for p in value)
+    raise _malformed(model, f"'{field}' is {type(value).__name__}, not text")
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _tool_calls(raw: Any, model: str) -> list[ToolCall]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise _malformed(model, f"'tool_calls' is {type(raw).__name__}, not a list")
+    calls = []
+    for n, call in enumerate(raw, start=1):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict):
+            raise _malformed(model, f"tool call {n} has no 'function' object")
+        calls.append(ToolCall(id=str(call.get("id") or f"call_{n}"), name=str(function.get("name") or ""),
+                              arguments=_decode_arguments(function.get("arguments"))))
+    return calls
+
+
 def from_openai_completion(
-    data: dict[str, Any], messages: list[ChatMessage], request: ChatRequest, fallback_model: str
+    data: Any, messages: list[ChatMessage], request: ChatRequest, fallback_model: str
 ) -> ChatResponse:
-    """A Chat Completions response body (as a dict) in our shape."""
+    """A Chat Completions response body (as a dict) in our shape; ModelError (one line) if it has none."""
+    if not isinstance(data, dict):
+        raise _malformed(fallback_model, f"the body is {type(data).__name__}, not an object")
     choices = data.get("choices") or []
+    if not isinstance(choices, list):
+        raise _malformed(fallback_model, f"'choices' is {type(choices).__name__}, not a list")
     if not choices:
         raise ModelError(f"{fallback_model}: response had no choices")
     choice = choices[0]
+    if not isinstance(choice, dict):
+        raise _malformed(fallback_model, f"choice 0 is {type(choice).__name__}, not an object")
     message = choice.get("message") or {}
-    content = message.get("content") or ""
-    tool_calls = [
-        ToolCall(
-            id=str(call.get("id") or f"call_{n}"),
-            name=str((call.get("function") or {}).get("name", "")),
-            arguments=_decode_arguments((call.get("function") or {}).get("arguments")),
-        )
-        for n, call in enumerate(message.get("tool_calls") or [], start=1)
-        if isinstance(call, dict)
-    ]
+    if not isinstance(message, dict):
+        raise _malformed(fallback_model, f"'message' is {type(message).__name__}, not an object")
+    content = _text(message.get("content"), fallback_model, "content")
+    tool_calls = _tool_calls(message.get("tool_calls"), fallback_model)
     if request.tools and not tool_calls and content:
         tool_calls, content = parse_tool_calls_from_text(content, _tool_names(request.tools))
 
     reasoning = message.get("reasoning") or message.get("reasoning_content") or None
     usage_data = data.get("usage") or {}
-    if usage_data:
-        usage = Usage(
-            input_tokens=int(usage_data.get("prompt_tokens") or 0),
-            output_tokens=int(usage_data.get("completion_tokens") or 0),
-        )
+    if isinstance(usage_data, dict) and usage_data:
+        usage = Usage(input_tokens=_count(usage_data.get("prompt_tokens")),
+                      output_tokens=_count(usage_data.get("completion_tokens")))
     else:
         # Some servers omit usage; an estimate keeps token budgets meaningful rather than free.
         usage = Usage(
             input_tokens=sum(_estimate_tokens(m.content) for m in messages),
-            output_tokens=_estimate_tokens(message.get("content") or ""),
+            output_tokens=_estimate_tokens(content),
         )
+    finish = choice.get("finish_reason")
     return ChatResponse(
         content=content,
         tool_calls=tool_calls,
         usage=usage,
         model=str(data.get("model") or fallback_model),
-        finish_reason=choice.get("finish_reason"),
+        finish_reason=finish if isinstance(finish, str) else None,
         reasoning=reasoning if isinstance(reasoning, str) else None,
     )
 
@@ -237,7 +270,9 @@ class OpenAICompatBackend:
         if not hasattr(completion, "to_dict"):  # the SDK hands back raw text for non-JSON bodies
             raise Attempt(f"{model_id} at {self._host}: response was not JSON", fall_back=True)
         # Extra fields (OpenRouter's `reasoning`, llama.cpp's `reasoning_content`) survive to_dict.
-        return completion.to_dict()
+        # warnings=False: a malformed body is reported by from_openai_completion as one line, not as
+        # pydantic's multi-line serializer warnings on stderr.
+        return completion.to_dict(warnings=False)
 
     def _classify(self, err: Exception, model_id: str) -> Verdict:
         """What an SDK error means: retry, give up on this model id, or (None) not ours to handle."""
@@ -256,6 +291,8 @@ class OpenAICompatBackend:
         if isinstance(err, openai.APIConnectionError):
             cause = err.__cause__ or err
             return Retry(self._scrub(f"{model_id} at {self._host}: connection failed: {cause}"))
+        if isinstance(err, ValueError):  # a truncated or otherwise broken JSON body (json.JSONDecodeError)
+            return Attempt(f"{model_id} at {self._host}: response was not valid JSON ({err})", fall_back=True)
         if isinstance(err, openai.OpenAIError):  # e.g. a body the SDK cannot parse; retrying will not help
             return Attempt(self._scrub(f"{model_id} at {self._host}: {err}"), fall_back=True)
         return None

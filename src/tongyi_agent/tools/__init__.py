@@ -46,6 +46,8 @@ CATALOGUE = {
     "clean_markdown": (clean_markdown.clean_markdown, True),
 }
 FILE_TOOLS = ("list_files", "read_file", "search_files")
+# name -> the argument holding what the tool downloads (agent/taint.py limits it after untrusted content)
+FETCH_ARGUMENTS = {"web_fetch": "url", "fetch_paper": "url_or_doi"}
 
 
 def tool_names() -> list[str]:
@@ -65,8 +67,8 @@ def default_registry(names: Iterable[str] | None = None, timeout: float = DEFAUL
     unknown = [n for n in wanted if n not in CATALOGUE]
     if unknown:
         raise ValueError(f"unknown tool(s) {', '.join(unknown)}; known: {', '.join(CATALOGUE)}")
-    return ToolRegistry([Tool.from_function(CATALOGUE[n][0], writes=CATALOGUE[n][1]) for n in wanted],
-                        timeout=timeout)
+    return ToolRegistry([Tool.from_function(CATALOGUE[n][0], writes=CATALOGUE[n][1], fetches=FETCH_ARGUMENTS.get(n))
+                         for n in wanted], timeout=timeout)
 
 
-__all__ = ["CATALOGUE", "FILE_TOOLS", "default_registry", "tool_names", "tool_time_limit"]
+__all__ = ["CATALOGUE", "FETCH_ARGUMENTS", "FILE_TOOLS", "default_registry", "tool_names", "tool_time_limit"]

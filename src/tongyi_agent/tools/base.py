@@ -127,16 +127,19 @@ def _param_docs(doc: str) -> tuple[str, dict[str, str]]:
 
 @dataclass
 class Tool:
-    """One registered function with its schema. `writes` marks tools that change files."""
+    """One registered function with its schema. `writes` marks tools that change files; `fetches` names
+    the argument holding a URL (or id) that the tool downloads, for the agent's untrusted-content rule."""
 
     name: str
     function: ToolFunction
     description: str
     parameters: dict[str, Any]
     writes: bool = False
+    fetches: str | None = None
 
     @classmethod
-    def from_function(cls, function: ToolFunction, *, name: str | None = None, writes: bool = False) -> Tool:
+    def from_function(cls, function: ToolFunction, *, name: str | None = None, writes: bool = False,
+                      fetches: str | None = None) -> Tool:
         signature = inspect.signature(function)
         hints = typing.get_type_hints(function)
         summary, docs = _param_docs(inspect.getdoc(function) or "")
@@ -156,8 +159,10 @@ class Tool:
             properties[pname] = prop
         schema = {"type": "object", "properties": properties, "required": required,
                   "additionalProperties": False}
+        if fetches is not None and fetches not in properties:
+            raise TypeError(f"{function.__name__} has no argument {fetches!r} to fetch")
         return cls(name=name or function.__name__, function=function, description=summary,
-                   parameters=schema, writes=writes)
+                   parameters=schema, writes=writes, fetches=fetches)
 
     def openai_schema(self) -> dict[str, Any]:
         return {"type": "function",

@@ -23,6 +23,7 @@ import httpx
 
 from tongyi_agent import __version__
 from tongyi_agent.tools.base import ToolContext, ToolError
+from tongyi_agent.tools.netguard import AddressPolicy, checked_client, policy_for
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,12 @@ BASE_URLS: dict[str, tuple[str, str]] = {
     "crossref": ("TONGYI_CROSSREF_URL", "https://api.crossref.org"),
     "arxiv": ("TONGYI_ARXIV_URL", "https://export.arxiv.org"),
     "openalex": ("TONGYI_OPENALEX_URL", "https://api.openalex.org"),
+}
+# Search engines' base URLs (web.py reads them); their origins, like those above, are the user's choice.
+ENGINE_URLS: dict[str, tuple[str, str]] = {
+    "searxng": ("TONGYI_SEARXNG_URL", ""),
+    "brave": ("TONGYI_BRAVE_URL", "https://api.search.brave.com"),
+    "tavily": ("TONGYI_TAVILY_URL", "https://api.tavily.com"),
 }
 
 
@@ -225,22 +232,30 @@ class ServiceClient:
     """One service: its base URL, default headers, limiter, breaker and connection pool."""
 
     def __init__(self, name: str, base_url: str, policy: ServicePolicy | None = None, *,
-                 headers: Mapping[str, str] | None = None) -> None:
+                 headers: Mapping[str, str] | None = None, addresses: AddressPolicy | None = None) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
         self.policy = policy or _policies.get(name, ServicePolicy())
         self.limiter = RateLimiter(self.policy.min_interval)
         self.breaker = CircuitBreaker(self.policy.failure_threshold, self.policy.cooldown)
         self._headers = dict(headers or {})
+        # Every connection, redirect hops included, goes to an address checked by tools.netguard; the
+        # client's own base URL is its creator's choice, so its origin is trusted unless told otherwise.
+        self.addresses = addresses or policy_for({}, [self.base_url])
         timeout = httpx.Timeout(self.policy.timeout, connect=min(self.policy.connect_timeout, self.policy.timeout))
-        self._http = httpx.Client(headers=self._headers, timeout=timeout, follow_redirects=True)
+        self._http = checked_client(self.addresses, headers=self._headers, timeout=timeout, follow_redirects=True)
 
     def __repr__(self) -> str:
         # Deliberately without headers: they may hold an API key.
         return f"ServiceClient({self.name!r}, {self.base_url!r})"
 
+    @property
+    def http(self) -> httpx.Client:
+        """The checked connection pool, for requests `get` cannot make (POST, redirects one hop at a time)."""
+        return self._http
+
     def config_key(self) -> tuple[Any, ...]:
-        return (self.base_url, tuple(sorted(self._headers.items())), self.policy)
+        return (self.base_url, tuple(sorted(self._headers.items())), self.policy, self.addresses)
 
     def close(self) -> None:
         self._http.close()
@@ -332,8 +347,14 @@ _clients_lock = threading.Lock()
 
 
 def base_url(ctx: ToolContext, service: str) -> str:
-    env_name, default = BASE_URLS[service]
+    env_name, default = {**BASE_URLS, **ENGINE_URLS}[service]
     return (ctx.env.get(env_name) or default).rstrip("/")
+
+
+def address_policy(ctx: ToolContext, service: str) -> AddressPolicy:
+    """Where `service`'s client may connect: public addresses, plus the service's own configured origin."""
+    configured = [base_url(ctx, service)] if service in BASE_URLS or service in ENGINE_URLS else []
+    return policy_for(ctx.env, configured)
 
 
 def user_agent(ctx: ToolContext) -> str:
@@ -358,13 +379,14 @@ def client_for(ctx: ToolContext, service: str) -> ServiceClient:
     url = base_url(ctx, service) if service in BASE_URLS else ""
     policy = _policies.get(service, ServicePolicy())
     headers = service_headers(ctx, service)
+    addresses = address_policy(ctx, service)
     with _clients_lock:
         client = _clients.get(service)
-        wanted = (url.rstrip("/"), tuple(sorted(headers.items())), policy)
+        wanted = (url.rstrip("/"), tuple(sorted(headers.items())), policy, addresses)
         if client is None or client.config_key() != wanted:
             if client is not None:
                 client.close()
-            client = ServiceClient(service, url, policy, headers=headers)
+            client = ServiceClient(service, url, policy, headers=headers, addresses=addresses)
             _clients[service] = client
         return client
 
@@ -389,6 +411,7 @@ def reset_clients() -> None:
 __all__ = [
     "BASE_URLS",
     "DEFAULT_POLICIES",
+    "ENGINE_URLS",
     "OFFLINE_MESSAGE",
     "CircuitBreaker",
     "CircuitOpen",
@@ -398,6 +421,7 @@ __all__ = [
     "ServiceClient",
     "ServiceError",
     "ServicePolicy",
+    "address_policy",
     "base_url",
     "client_for",
     "reset_clients",

@@ -38,12 +38,16 @@ def list_files(ctx: ToolContext, path: str = ".", pattern: str = "*") -> ToolRes
     start, note = start_or_root(ctx.root, path, "listed")
     pattern = pattern.strip() or "*"
     found: list[tuple[str, int]] = []
-    for file in iter_files(ctx.root, start):
+    unnamed: list[str] = []
+    for file in iter_files(ctx.root, start, unnamed):
         label = relative_label(ctx.root, file)
         rel_to_start = file.relative_to(start).as_posix() if start.is_dir() else file.name
         if _matches(pattern, file.name, rel_to_start, label):
             found.append((label, file.stat().st_size))
     where = relative_label(ctx.root, start)
+    if unnamed:
+        shown = ", ".join(unnamed[:5]) + (f" and {len(unnamed) - 5} more" if len(unnamed) > 5 else "")
+        note += f"left out {len(unnamed)} name(s) that are not valid UTF-8: {shown}\n"
     if not found:
         return ToolResult(output=f"{note}no files match {pattern!r} under {where!r}")
     found.sort()

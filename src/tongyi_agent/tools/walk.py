@@ -22,26 +22,44 @@ def _is_text_file_in_root(path: Path, root: Path) -> bool:
         return False
 
 
-def iter_files(root: Path, start: Path) -> Iterator[Path]:
+def utf8_name(name: str) -> bool:
+    """False for a name whose bytes were not UTF-8 (Python holds them as lone surrogates): it could not be
+    shown to the model, stored or named back by it."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable_name(name: str) -> str:
+    """A non-UTF-8 name with its odd bytes written as \\xNN, for messages."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def iter_files(root: Path, start: Path, unnamed: list[str] | None = None) -> Iterator[Path]:
     """Text files under `start` (a resolved path inside `root`), in sorted order.
 
     Skips SKIP_DIRS, .gitignored paths, binary files and links leaving the root. A `start` that is
-    itself a file is yielded if it is text: the model asked for it by name.
+    itself a file is yielded if it is text: the model asked for it by name. Files and folders whose
+    names are not UTF-8 are skipped too; their printable names are appended to `unnamed`, if given.
     """
     root = root.resolve()
     if start.is_file():
         if _is_text_file_in_root(start, root):
             yield start
         return
-    for _label, entry in iter_unignored(root, start):
+    for _label, entry in iter_unignored(root, start, unnamed):
         path = Path(entry.path)
         if _is_text_file_in_root(path, root):
             yield path
 
 
-def iter_unignored(root: Path, start: Path) -> Iterator[tuple[str, os.DirEntry[str]]]:
+def iter_unignored(root: Path, start: Path,
+                   unnamed: list[str] | None = None) -> Iterator[tuple[str, os.DirEntry[str]]]:
     """(path relative to the root, entry) of the non-folder entries under the folder `start` that
-    SKIP_DIRS and .gitignore leave, in sorted order.
+    SKIP_DIRS and .gitignore leave, in sorted order. Entries whose names are not UTF-8 are left out
+    (and named in `unnamed`, if given).
 
     Neither their type nor their content is checked: the search index does that only for files it
     has not seen before, from their size and modification time. Folder links are not entered,
@@ -62,6 +80,10 @@ def iter_unignored(root: Path, start: Path) -> Iterator[tuple[str, os.DirEntry[s
         ruled = ignore.has_rules_for(prefix)
         for entry in entries:
             label = prefix + entry.name
+            if not utf8_name(entry.name):
+                if unnamed is not None:
+                    unnamed.append(printable_name(label))
+                continue
             try:
                 is_folder = entry.is_dir(follow_symlinks=False)
             except OSError:
