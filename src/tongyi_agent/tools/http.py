@@ -325,7 +325,8 @@ class ServiceClient:
 
     def _send(self, url: str, params: Mapping[str, Any] | None, headers: Mapping[str, str] | None,
               max_bytes: int | None) -> Response:
-        with self._http.stream("GET", url, params=dict(params or {}), headers=dict(headers or {})) as raw:
+        # params=None, not {}: an empty mapping would wipe the query string of a URL that has one.
+        with self._http.stream("GET", url, params=dict(params) if params else None, headers=dict(headers or {})) as raw:
             declared = raw.headers.get("content-length", "")
             if max_bytes is not None and declared.isdigit() and int(declared) > max_bytes:
                 raise ToolError(f"{self.name}: response is {_size(int(declared))}, over the {_size(max_bytes)} limit")

@@ -254,7 +254,7 @@ def _pdf_url_for_doi(ctx: ToolContext, doi: str) -> tuple[str, str]:
             problems.append("semantic_scholar: no open-access PDF listed")
         else:
             problems.append(f"semantic_scholar: HTTP {response.status_code}")
-    except (ServiceError, ValueError) as exc:
+    except (ToolError, ValueError) as exc:  # ServiceError, or a link refused by tools.netguard
         problems.append(str(exc))
     try:
         params = {"mailto": ctx.env["TONGYI_MAILTO"]} if ctx.env.get("TONGYI_MAILTO") else {}
@@ -268,7 +268,7 @@ def _pdf_url_for_doi(ctx: ToolContext, doi: str) -> tuple[str, str]:
             problems.append("openalex: no open-access PDF listed")
         else:
             problems.append(f"openalex: HTTP {response.status_code}")
-    except (ServiceError, ValueError) as exc:
+    except (ToolError, ValueError) as exc:  # ServiceError, or a link refused by tools.netguard
         problems.append(str(exc))
     raise ToolError(f"no open-access PDF found for DOI {doi} ({'; '.join(problems)}); "
                     "search_papers may list an arXiv version")
