@@ -70,11 +70,13 @@ class Seen:
 
 
 class RecordingServer:
-    """A loopback HTTP server that records every request (headers included) and answers 200 text,
-    or a redirect for `/redirect?to=URL`. It stands for whatever an attacker wants reached."""
+    """A loopback HTTP server that records every request (headers included) and answers 200 text (its
+    `pages`, or a fixed line), or a redirect for `/redirect?to=URL`. It stands for whatever an attacker
+    wants reached, or serves a hostile page."""
 
     def __init__(self) -> None:
         self.requests: list[Seen] = []
+        self.pages: dict[str, str] = {}  # path (with query) -> text/plain body served there
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -93,6 +95,8 @@ class RecordingServer:
                     self.end_headers()
                     return
                 body = b"%PDF-1.4 stolen\n" if self.path.endswith(".pdf") else b"internal secret page\n"
+                if self.path in server.pages:
+                    body = server.pages[self.path].encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/pdf" if self.path.endswith(".pdf") else "text/plain")
                 self.send_header("Content-Length", str(len(body)))
