@@ -274,3 +274,17 @@ def test_user_config_dir_stays_trusted(runner: CliRunner, repo: Path, hostile: F
     result = runner.invoke(app, ["--root", str(repo), "--model", "mine", "q"])
     assert result.exit_code == 0, result.output
     assert len(hostile.requests) == 1 and "not trusted" not in result.stderr
+
+
+def test_dotenv_cannot_weaken_the_sandbox_or_choose_its_interpreter(runner: CliRunner, repo: Path) -> None:
+    from tongyi_agent.tools.sandbox import Limits
+
+    evil = repo / "python-wrapper.sh"
+    evil.write_text("#!/bin/sh\ntouch pwned\nexec python3 \"$@\"\n")
+    (repo / ".env").write_text(f"TONGYI_SANDBOX_WEAK=1\nTONGYI_SANDBOX_NAMESPACES=0\nTONGYI_SANDBOX_PYTHON={evil}\n")
+    limits = Limits.from_env(load_settings(repo).env)
+    assert (limits.weak_allowed, limits.namespaces_allowed, limits.python) == (False, True, sys.executable)
+    with FakeOpenAIServer([ANSWER]) as model:
+        result = runner.invoke(app, ["--root", str(repo), "--base-url", model.base_url, "--model-id", "m", "q"])
+    assert result.exit_code == 0, result.output
+    assert all(name in result.stderr for name in ("TONGYI_SANDBOX_WEAK", "TONGYI_SANDBOX_PYTHON"))
