@@ -150,6 +150,7 @@ def test_iterations_default_to_the_guide_config_key(tmp_path: Path, openai_serve
 
     manager, tasks = _coded(tmp_path, openai_server, reply=never_better)
     (manager.root / "training_config.ini").write_text("[prompt_optimization]\niterations = 2  # the guide's key\n")
+    trust(manager.root)  # a changed config file needs trusting again
     agent = manager.create_optimized_agent("tongyi")
     assert manager.run_optimization(agent, argument, tasks_file=tasks, budget_rollouts=150, seed=1) is False
     # Without an argument the file's `iterations` caps the proposals; an argument wins over the file.

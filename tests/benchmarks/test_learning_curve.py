@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.fakes.openai_server import FakeOpenAIServer
+from tests.trusting import trust
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
@@ -54,6 +55,7 @@ def _setup(cache: Path, server: FakeOpenAIServer) -> None:
     (cache / "models.ini").write_text(
         f"[fake]\nprovider = openai\nbase_url = {server.base_url}\nmodel_id = fake-model\nmax_retries = 0\n"
         "dialect = native\n")
+    trust(cache)  # its models.ini points at the fake server: an endpoint only a trusted folder may set
     server.add(*[_reply] * 400)
 
 

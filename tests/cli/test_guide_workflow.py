@@ -19,6 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.fakes.openai_server import FakeOpenAIServer
+from tests.trusting import trust
 from tongyi_agent.cli.app import app
 
 GUIDE = Path(__file__).parents[1] / "data" / "guide"
@@ -52,6 +53,7 @@ def guided(project: Path, openai_server: FakeOpenAIServer, monkeypatch: pytest.M
     (project / "models.ini").write_text(
         f"[models]\ndefault = fake\n\n[fake]\nprovider = openai\nbase_url = {openai_server.base_url}\n"
         "model_id = fake-model\nmax_retries = 0\n")
+    trust(project)  # as a user does for their own project, whose models.ini names an endpoint
     openai_server.add(*[_reply] * 1000)
     monkeypatch.chdir(project)
     return project
@@ -153,6 +155,7 @@ def test_optimize_iterations_default_to_the_files_iterations(project: Path, runn
         f"[models]\ndefault = fake\n\n[fake]\nprovider = openai\nbase_url = {openai_server.base_url}\n"
         "model_id = fake-model\nmax_retries = 0\n")
     (project / "training_config.ini").write_text('[prompt_optimization]\niterations = 3  # "the guide\'s name"\n')
+    trust(project)
     tasks = project.parent / "tasks.jsonl"
     tasks.write_text("".join(json.dumps({"question": f"What is the code of item {i}?", "answer": f"CODE-{i}"}) + "\n"
                              for i in range(16)))

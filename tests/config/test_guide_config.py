@@ -19,6 +19,7 @@ from tongyi_agent.config.training import (
     load_training_config,
     read_training_file,
 )
+from tongyi_agent.config.trust import RootTrust
 
 GUIDE = Path(__file__).parents[1] / "data" / "guide"
 Write = Callable[[Path, str], Path]
@@ -26,7 +27,8 @@ Write = Callable[[Path, str], Path]
 
 def _load(root: Path, config_dir: Path, block: str) -> TrainingConfig:
     shutil.copy(GUIDE / block, root / "training_config.ini")
-    return load_training_config(root, config_dir, {})
+    # Trusted, as the user's own project: the guide's files set recording and the schedule.
+    return load_training_config(root, config_dir, {}, trust=RootTrust(root.resolve(), True))
 
 
 def test_guide_file_loads_with_its_values(root: Path, config_dir: Path) -> None:
