@@ -57,7 +57,7 @@ def test_importing_the_cli_loads_nothing_heavy(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("args", [["--help"], ["--version"], ["--tools"], ["models", "list"], ["prompts", "--help"],
-                                  ["memory", "--help"], ["rollout", "--help"]])
+                                  ["memory", "--help"], ["rollout", "--help"], ["trust", "--help"]])
 def test_commands_that_show_things_load_nothing_heavy(tmp_path: Path, args: list[str]) -> None:
     _assert_light(_loaded(args, tmp_path))
 

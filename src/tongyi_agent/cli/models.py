@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from tongyi_agent.cli.console import EXIT_FAILED, fail, out
+from tongyi_agent.cli.console import EXIT_FAILED, err, fail, out
 
 if TYPE_CHECKING:
     from tongyi_agent.config import ModelProfile, Settings
@@ -26,12 +26,15 @@ CODE_WORD = "PELICAN-42"
 
 
 def _settings(root: Path, model: str | None = None) -> Settings:
+    from tongyi_agent.cli.trust import warn_ignored
     from tongyi_agent.config import ConfigError, load_settings
 
     try:
-        return load_settings(root, model=model)
+        settings = load_settings(root, model=model)
     except ConfigError as exc:
         raise fail(str(exc)) from None
+    warn_ignored(err, settings.trust, settings.ignored)
+    return settings
 
 
 def _known(settings: Settings, name: str) -> ModelProfile:

@@ -7,22 +7,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
 from tongyi_agent.cli.console import fail, out
-from tongyi_agent.config import ConfigError, user_config_dir
-from tongyi_agent.config.trust import (
-    GUARDED_FILES,
-    Ignored,
-    RootTrust,
-    ignored_note,
-    revoke_folder,
-    trust_folder,
-    trusted_folders,
-)
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from tongyi_agent.config.trust import Ignored, RootTrust
+
+# The config layer (pydantic) is imported when a command runs, so registering `trust` costs `--help`
+# nothing (tests/cli/test_fast_start.py).
 
 EPILOG = ("A folder you research may hold a models.ini, .env or training_config.ini written by someone else. "
           "Until you trust it, those files cannot set base_url, base_url_env, api_key_env, model_id_env or "
@@ -44,6 +41,9 @@ def trust_command(
     directory. Editing, adding or removing one of them withdraws the trust until you run this again.
     For a single run, pass --trust-root instead.
     """
+    from tongyi_agent.config import ConfigError, user_config_dir
+    from tongyi_agent.config.trust import GUARDED_FILES, revoke_folder, trust_folder, trusted_folders
+
     config_dir = user_config_dir()
     try:
         if list_:
@@ -72,6 +72,8 @@ def warn_ignored(console: Console, trust: RootTrust | None, *groups: Iterable[Ig
     """Print the one line naming what an untrusted root tried to set, if anything."""
     if trust is None:
         return
+    from tongyi_agent.config.trust import ignored_note
+
     note = ignored_note(trust, [item for group in groups for item in group])
     if note:
         console.print(f"Note: {note}", style="yellow", markup=False)
