@@ -42,6 +42,7 @@ def trust_command(
     For a single run, pass --trust-root instead.
     """
     from tongyi_agent.config import ConfigError, user_config_dir
+    from tongyi_agent.config.settings import resolve_root
     from tongyi_agent.config.trust import GUARDED_FILES, revoke_folder, trust_folder, trusted_folders
 
     config_dir = user_config_dir()
@@ -59,7 +60,7 @@ def trust_command(
                 raise fail(f"{folder} was not trusted")
             out.print(f"No longer trusted: {folder.expanduser().resolve()}", markup=False)
             return
-        real, files = trust_folder(folder, config_dir)
+        real, files = trust_folder(resolve_root(folder), config_dir)
     except ConfigError as exc:
         raise fail(str(exc)) from None
     present = [name for name in GUARDED_FILES if files[name] is not None]

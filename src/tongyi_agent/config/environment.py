@@ -27,21 +27,16 @@ def read_env_file(path: Path) -> dict[str, str]:
     return {k: v for k, v in dotenv_values(path).items() if v is not None}
 
 
-def merged_env(root: Path, config_dir: Path, environ: Mapping[str, str] | None = None, *,
-               trust: RootTrust | None = None) -> dict[str, str]:
-    """config-dir .env < root .env < the real environment (``environ``, default ``os.environ``).
+def env_layers(root: Path, config_dir: Path, environ: Mapping[str, str] | None = None, *,
+               trust: RootTrust | None = None) -> tuple[dict[str, str], list[Ignored]]:
+    """config-dir .env < root .env < the real environment (``environ``, default ``os.environ``), and the
+    root .env variables left out because the root is untrusted.
 
     A variable set in the shell always wins, as with python-dotenv's default ``override=False``;
     we return a copy instead of loading into ``os.environ`` so that one run's files cannot leak
     into another (tests, a long-lived REPL switching --root). An untrusted root's .env sets only
     the variables in ROOT_ENV_ALLOWED (``trust`` defaults to what the user's trust store says).
     """
-    return env_layers(root, config_dir, environ, trust=trust)[0]
-
-
-def env_layers(root: Path, config_dir: Path, environ: Mapping[str, str] | None = None, *,
-               trust: RootTrust | None = None) -> tuple[dict[str, str], list[Ignored]]:
-    """The merged environment, and the root .env variables left out because the root is untrusted."""
     trust = trust or root_trust(root, config_dir)
     shell = os.environ if environ is None else environ
     merged: dict[str, str] = {}

@@ -99,13 +99,6 @@ def fingerprint(root: Path) -> dict[str, str | None]:
     return hashes
 
 
-def _real(root: Path | str) -> Path:
-    path = Path(root).expanduser()
-    if not path.is_dir():
-        raise ConfigError(f"'{root}' is not a directory")
-    return path.resolve()
-
-
 def _read_store(config_dir: Path) -> dict[str, Any]:
     path = config_dir / TRUST_FILE
     try:
@@ -145,9 +138,10 @@ def root_trust(root: Path, config_dir: Path, *, trust_root: bool = False) -> Roo
     return RootTrust(real, True)
 
 
-def trust_folder(root: Path | str, config_dir: Path) -> tuple[Path, dict[str, str | None]]:
-    """Record ``root`` (its real path) as trusted with the current hashes of its config files."""
-    real = _real(root)
+def trust_folder(root: Path, config_dir: Path) -> tuple[Path, dict[str, str | None]]:
+    """Record ``root`` (an existing folder; its real path) as trusted with the current hashes of its
+    config files."""
+    real = root.resolve()
     files = fingerprint(real)
     folders = _read_store(config_dir)
     folders[str(real)] = {"files": files, "trusted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
