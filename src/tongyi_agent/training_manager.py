@@ -28,6 +28,7 @@ from tongyi_agent.agent.steps import RunResult
 from tongyi_agent.config import Settings, load_settings
 from tongyi_agent.learn.demos import apply_prompt
 from tongyi_agent.learn.lifecycle import Lifecycle
+from tongyi_agent.learn.memory import ExperienceMemory
 from tongyi_agent.learn.optimizer import NotEnoughTasksError
 from tongyi_agent.learn.prompt_run import OptimizeOutcome, OptimizeRequest, run_prompt_optimization
 from tongyi_agent.learn.recording import RunRecorder
@@ -78,7 +79,12 @@ class OptimizedAgent:
                 self.notes = lifecycle.after_run(recorded)
             self.last_result, self.last_run_id = recorded.result, recorded.run_id
         else:
-            self.last_result, self.last_run_id = await self.agent.run(query), None
+            agent, shown = self.agent, []
+            if self.workspace.has_data():  # not recorded, but still shown what earlier confirmed runs did
+                with self.workspace.open_store() as store:
+                    agent, shown = ExperienceMemory(store, self.workspace.training).prepare(agent, query)
+            self.last_result, self.last_run_id = await agent.run(query), None
+            self.last_result.experiences = shown
         sources = self.last_result.render_sources()
         return self.last_result.answer + (f"\n\nSources:\n{sources}" if sources else "")
 

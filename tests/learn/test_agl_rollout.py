@@ -27,7 +27,7 @@ from tongyi_agent.learn.agl_rollout import (
 )
 from tongyi_agent.learn.rewards import Reward
 from tongyi_agent.learn.workspace import TrainingWorkspace
-from tongyi_agent.store import TrajectoryStore
+from tongyi_agent.store import ExperienceStore, TrajectoryStore
 
 KEY = "agl-test-key-0123456789"
 PROXY = "http://127.0.0.1:9/proxy/rollout/r-42/attempt/0/mode/train/openai/v1"
@@ -276,6 +276,19 @@ def test_cli_rollout_train_records_the_run_without_the_key(monkeypatch: pytest.M
         assert run.metadata["agent_lightning"] == {"rollout_id": None, "attempt_id": None, "mode": None}
         assert f"recorded as run {run.id}" in result.stdout
     assert KEY.encode() not in workspace.store_path.read_bytes()
+
+
+def test_a_recorded_rollout_correct_on_its_answer_becomes_an_experience(
+        monkeypatch: pytest.MonkeyPatch, project: Path, openai_server: FakeOpenAIServer, sink: EventSink) -> None:
+    openai_server.add({"content": TOOL_CALL}, {"content": ANSWER})
+    _gateway_env(monkeypatch, openai_server, sink, {"question": "Which port does billing use?", "answer": "8443"})
+    result = CliRunner().invoke(app, ["rollout", "--root", str(project), "--offline", "--train"])
+    assert result.exit_code == 0, result.stderr
+    with TrajectoryStore(TrainingWorkspace.load(project).store_path) as store:
+        (run,) = list(store.iter_runs())
+        kept = ExperienceStore(store).by_run(run.id)
+    assert kept is not None and kept.confirmed_by == "task" and kept.dialect == "tongyi"
+    assert kept.trajectory["steps"][0]["tool"] == "search_files"
 
 
 def test_cli_rollout_without_gateway_env_fails_in_one_line(monkeypatch: pytest.MonkeyPatch, project: Path) -> None:

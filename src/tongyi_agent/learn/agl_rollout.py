@@ -27,6 +27,7 @@ from tongyi_agent.agent.runtime import LoopRunner
 from tongyi_agent.agent.steps import RunResult
 from tongyi_agent.config import ModelProfile, Settings
 from tongyi_agent.learn.demos import apply_prompt
+from tongyi_agent.learn.memory import ExperienceMemory
 from tongyi_agent.learn.recording import RunRecorder, rewards_for
 from tongyi_agent.learn.rewards import Reward
 from tongyi_agent.learn.tasks import Task, TaskFileError, load_tasks, task_from_dict
@@ -215,6 +216,8 @@ def run_rollout(agent: Agent, task: Task, workspace: TrainingWorkspace, gateway:
                     agent, task.question, task_answer=task.answer, task_answer_regex=task.answer_regex,
                     metadata={"agent_lightning": {"rollout_id": gateway.rollout_id,
                                                   "attempt_id": gateway.attempt_id, "mode": gateway.mode}}))
+                # A rollout correct on its known answer is confirmed: later runs may learn from it.
+                ExperienceMemory(store, training).review_run(recorded.run_id)
             return RolloutOutcome(task, recorded.result, choose_reward(recorded.rewards, target), recorded.run_id)
         result = loop.run(agent.run(task.question))
     finally:
