@@ -167,3 +167,54 @@ def test_resume_after_a_kill_finishes_the_interrupted_run(runner: CliRunner, pro
     assert resumed.exit_code == 0, resumed.output
     assert state["id"] in resumed.stdout and "Promoted" in resumed.stdout
     assert len(openai_server.chat_requests) > before
+
+
+def _imitator(request: dict[str, Any]) -> dict[str, Any]:
+    """Answers in the CODE-n form only when a worked example shows it; reflection leaves the prompt alone."""
+    messages = request["messages"]
+    if messages[0]["role"] != "system":
+        current = re.search(r"```\n(.*?)\n```", messages[-1]["content"], re.S)
+        return {"content": f"```\n{current.group(1) if current else 'You are a research assistant.'}\n```"}
+    number = re.search(r"item (\d+)", messages[-1]["content"])
+    shown = any(m["role"] == "user" and m["content"].startswith("Worked example") for m in messages)
+    return {"content": f"CODE-{number.group(1)}" if shown and number else "I am not sure."}
+
+
+def test_optimize_finds_demonstrations_in_confirmed_runs_and_versions_show_them(
+        runner: CliRunner, project: Path, openai_server: FakeOpenAIServer) -> None:
+    (project / "models.ini").write_text(
+        f"[models]\ndefault = fake\n\n[fake]\nprovider = openai\nbase_url = {openai_server.base_url}\n"
+        "model_id = fake-model\nmax_retries = 0\n")
+    tasks = project.parent / "tasks.jsonl"
+    tasks.write_text("".join(json.dumps({"question": f"What is the code of item {i}?", "answer": f"CODE-{i}",
+                                         "root": project.name}) + "\n" for i in range(72)))
+    search = {"tool_calls": [{"name": "search_files", "arguments": {"query": "billing port"}}]}
+    for n in (100, 101):
+        openai_server.add(search, {"content": f"CODE-{n}"})
+        done = runner.invoke(app, ["--root", str(project), "--train", "--json", f"What is the code of item {n}?"])
+        assert done.exit_code == 0, done.output
+        run_id = json.loads(done.stdout)["run_id"]
+        assert runner.invoke(app, ["--root", str(project), "--feedback", run_id, "1"]).exit_code == 0
+    openai_server.add(*[_imitator] * 600)
+
+    result = runner.invoke(app, ["--root", str(project), "--optimize", "--tasks", str(tasks),
+                                 "--optimize-iterations", "1", "--budget-rollouts", "200", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    assert "Promoted" in result.stdout and "demonstrations: pool 2" in result.stdout
+    assert "demo: What is the code of item 10" in result.stdout
+    version = re.search(r"Promoted (p-[0-9a-f]+)", result.stdout).group(1)  # type: ignore[union-attr]
+    shown = runner.invoke(app, ["prompts", "show", version, "--component", "demos", "--root", str(project)])
+    demos = json.loads(shown.stdout)
+    assert {d["question"] for d in demos} == {"What is the code of item 100?", "What is the code of item 101?"}
+    assert demos[0]["steps"][0]["tool"] == "search_files"
+    parent = json.loads(runner.invoke(app, ["prompts", "show", version, "--json", "--root", str(project)]).stdout)
+    diff = runner.invoke(app, ["prompts", "diff", parent["parent"], version, "--root", str(project)])
+    assert f"+++ {version}/demos" in diff.stdout and "What is the code of item 100?" in diff.stdout
+
+    # Every run on the promoted version shows them.
+    before = len(openai_server.chat_requests)
+    later = runner.invoke(app, ["--root", str(project), "--json", "What is the code of item 7?"])
+    assert later.exit_code == 0, later.output
+    assert json.loads(later.stdout)["answer"] == "CODE-7"
+    sent = openai_server.chat_requests[before]["messages"]
+    assert sum(m["role"] == "user" and m["content"].startswith("Worked example") for m in sent) >= 2

@@ -110,7 +110,8 @@ class AgentSession:
                                     on_tool_progress=self._tool_progress)
             if self.prompt is None:
                 return agent
-            share = self.workspace.training.memory.budget_share if self.workspace else MemorySettings().budget_share
+            source = self.workspace or self.memory_workspace
+            share = source.training.memory.budget_share if source else MemorySettings().budget_share
             prompted = apply_prompt(agent, self.prompt.components, budget_share=share)
             demos = demos_from_text(self.prompt.components.get(DEMOS_COMPONENT))
             if self.verbose and demos:
