@@ -185,6 +185,7 @@ def test_optimize_finds_demonstrations_in_confirmed_runs_and_versions_show_them(
     (project / "models.ini").write_text(
         f"[models]\ndefault = fake\n\n[fake]\nprovider = openai\nbase_url = {openai_server.base_url}\n"
         "model_id = fake-model\nmax_retries = 0\n")
+    trust(project)
     tasks = project.parent / "tasks.jsonl"
     tasks.write_text("".join(json.dumps({"question": f"What is the code of item {i}?", "answer": f"CODE-{i}",
                                          "root": project.name}) + "\n" for i in range(72)))
