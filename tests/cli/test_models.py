@@ -105,3 +105,18 @@ def test_question_reaches_ask_and_help_lists_models(runner: CliRunner) -> None:
     assert "--root" in result.stdout and "tongyi-cli models" in result.stdout
     sub = runner.invoke(app, ["models", "--help"])
     assert sub.exit_code == 0 and "list" in sub.stdout and "test" in sub.stdout
+
+
+def test_text_with_brackets_is_shown_as_written(runner: CliRunner, project: Path) -> None:
+    # Rich would take "[small]" or "[beta]" for markup and drop it; details are printed as text.
+    (project / "models.ini").write_text(
+        "[bracketed]\nprovider = openai\nbase_url = http://127.0.0.1:9/v1\nmodel_id = m[beta]\n"
+        "description = install tongyi-agent[small] first\n")
+    (project / ".env").write_text("OPENAI_API_KEY=sk-test-000000000000\n")
+    info = runner.invoke(app, ["models", "info", "bracketed", "--root", str(project)], env={"COLUMNS": "200"})
+    assert info.exit_code == 0, info.output
+    assert "description: install tongyi-agent[small] first" in info.stdout and "model_id: m[beta]" in info.stdout
+    listed = runner.invoke(app, ["models", "list", "--root", str(project)], env={"COLUMNS": "200"})
+    assert "m[beta]" in listed.stdout
+    checked = runner.invoke(app, ["--validate-config", "--root", str(project)], env={"COLUMNS": "200"})
+    assert "m[beta] at http://127.0.0.1:9/v1" in checked.stdout

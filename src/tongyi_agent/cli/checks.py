@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tongyi_agent.config import CheckItem, ConfigError, load_settings, validate_config
@@ -38,9 +39,11 @@ def run_validation(console: Console, root: Path) -> int:
     items = validate_config(root) + weight_checks(root)
     table = Table(title="Configuration check")
     for column in ("item", "status", "detail"):
-        table.add_column(column)
+        # Folded, never cut: paths and install hints must be readable whole.
+        table.add_column(column, overflow="fold")
     for item in items:
-        table.add_row(item.name, f"[{_STYLE[item.status]}]{item.status}[/]", item.detail)
+        # Names and details are text, not markup: "pip install -e '.[small]'" keeps its brackets.
+        table.add_row(escape(item.name), f"[{_STYLE[item.status]}]{item.status}[/]", escape(item.detail))
     console.print(table)
     failed = sum(item.status == "fail" for item in items)
     warned = sum(item.status == "warn" for item in items)

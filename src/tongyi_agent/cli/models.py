@@ -76,15 +76,17 @@ def list_models(root: RootOption = Path("."), as_json: JsonOption = False) -> No
     if as_json:
         print(json.dumps(rows))
         return
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"Model profiles (* = default: {settings.model})", title_justify="left")
     for column in ("", "name", "provider", "model id", "context", "dialect", "usable now"):
         table.add_column(column, overflow="fold")
     for r in rows:
-        usable_text = "[green]yes[/]" if r["usable"] else f"[yellow]no[/]: {r['usable_detail']}"
-        table.add_row("*" if r["default"] else "", r["name"], r["provider"], r["model_id"], str(r["context_length"]),
-                      r["dialect"], usable_text)
+        # Details are text, not markup: "pip install -e '.[small]'" keeps its brackets.
+        usable_text = "[green]yes[/]" if r["usable"] else f"[yellow]no[/]: {escape(r['usable_detail'])}"
+        table.add_row("*" if r["default"] else "", escape(r["name"]), r["provider"], escape(r["model_id"]),
+                      str(r["context_length"]), r["dialect"], usable_text)
     out.print(table)
 
 
@@ -99,8 +101,7 @@ def info(name: Annotated[str, typer.Argument(help="Profile name.")], root: RootO
     if as_json:
         print(json.dumps(data, default=str))
         return
-    for key, value in data.items():
-        out.print(f"[bold]{key}[/]: {value}")
+    _print_fields(data)
 
 
 @models_app.command("set")
@@ -131,10 +132,16 @@ def test_model(name: Annotated[str, typer.Argument(help="Profile to test.")], ro
     if as_json:
         print(json.dumps(report))
     else:
-        for key, value in report.items():
-            out.print(f"[bold]{key}[/]: {value}")
+        _print_fields(report)
     if not (report["round_trip_ok"] and report["tool_calls_work"]):
         raise typer.Exit(EXIT_FAILED)
+
+
+def _print_fields(data: dict[str, Any]) -> None:
+    for key, value in data.items():
+        # The value is text, not markup: a description such as "tongyi-agent[small]" keeps its brackets.
+        out.print(f"[bold]{key}[/]: ", end="")
+        out.print(str(value), markup=False)
 
 
 async def _probe(settings: Settings) -> dict[str, Any]:
