@@ -154,3 +154,21 @@ def test_run_falls_back_to_the_fallback_profile(runner: CliRunner, project: Path
     assert json.loads(result.stdout)["model"] == "small"
     assert "primary failed; answering on fallback backup" in result.stderr
     assert [r["model"] for r in openai_server.chat_requests] == ["big", "small"]
+
+
+def test_help_groups_options_in_panels(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    headings = [line for line in lines if line.endswith(":") and not line.startswith(" ")]
+    assert headings == ["Arguments:", "Answering:", "Recording:", "Optimizing:", "Exporting:", "Other options:"]
+
+    def panel(title: str) -> str:
+        start = lines.index(title)
+        end = next(i for i in range(start + 1, len(lines)) if lines[i] and not lines[i].startswith(" "))
+        return "\n".join(lines[start:end])
+
+    assert "--root" in panel("Answering:") and "--model" in panel("Answering:")
+    assert "--train" in panel("Recording:") and "--training-stats" in panel("Recording:")
+    assert "--optimize-iterations" in panel("Optimizing:") and "--budget-rollouts" in panel("Optimizing:")
+    assert "--export-training-data" in panel("Exporting:") and "--format" in panel("Exporting:")
