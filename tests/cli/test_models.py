@@ -113,6 +113,7 @@ def test_text_with_brackets_is_shown_as_written(runner: CliRunner, project: Path
         "[bracketed]\nprovider = openai\nbase_url = http://127.0.0.1:9/v1\nmodel_id = m[beta]\n"
         "description = install tongyi-agent[small] first\n")
     (project / ".env").write_text("OPENAI_API_KEY=sk-test-000000000000\n")
+    trust(project)  # its models.ini names an endpoint and its .env a key
     info = runner.invoke(app, ["models", "info", "bracketed", "--root", str(project)], env={"COLUMNS": "200"})
     assert info.exit_code == 0, info.output
     assert "description: install tongyi-agent[small] first" in info.stdout and "model_id: m[beta]" in info.stdout
