@@ -30,7 +30,8 @@ def manager(tmp_path: Path, openai_server: FakeOpenAIServer) -> TrainingManager:
 
 async def test_process_query_records_and_exports(manager: TrainingManager, openai_server: FakeOpenAIServer,
                                                  tmp_path: Path) -> None:
-    openai_server.add(SEARCH, ANSWER, ANSWER)
+    # The second question is answered without a tool: the grounding check asks once, the model insists.
+    openai_server.add(SEARCH, ANSWER, ANSWER, ANSWER)
     agent = manager.create_optimized_agent("tongyi", optimization_mode="sft", enable_training=True)
     answer = await agent.process_query("Which port?")
     assert answer.startswith("Port 8443.") and "service.md:1" in answer
@@ -47,7 +48,7 @@ async def test_process_query_records_and_exports(manager: TrainingManager, opena
 
 
 def test_sync_run_without_training_records_nothing(manager: TrainingManager, openai_server: FakeOpenAIServer) -> None:
-    openai_server.add(ANSWER)
+    openai_server.add(ANSWER, ANSWER)  # asked once by the grounding check, the model insists
     agent = manager.create_optimized_agent(enable_training=False)
     assert agent.run("Which port?") == "Port 8443."
     assert agent.last_run_id is None
@@ -103,7 +104,7 @@ def test_training_session_reports_before_and_after(tmp_path: Path, openai_server
 
 def test_training_session_without_enough_tasks_says_so(manager: TrainingManager,
                                                        openai_server: FakeOpenAIServer) -> None:
-    openai_server.add(ANSWER, ANSWER)
+    openai_server.add(*[ANSWER] * 4)  # each answer is asked once by the grounding check; the model insists
     summary = manager.run_training_session("tongyi", ["Which port?", "And again?"])
     assert summary["queries_processed"] == 2 and summary["promoted"] is False
     assert summary["before_score"] is None and "at least 10 usable tasks" in summary["optimization"]

@@ -60,9 +60,19 @@ async def test_models_own_source_list_is_replaced(project: Path) -> None:
     assert [s.label() for s in result.sources] == ["services/billing.md:3"]
 
 
-async def test_answer_without_tools_has_no_sources(project: Path) -> None:
-    result = await agent(ScriptedModel(["Port 8443, I believe."]), project).run(QUESTION)
+async def test_answer_without_tools_has_no_sources_and_is_marked_ungrounded(project: Path) -> None:
+    model = ScriptedModel(["Port 8443, I believe.", "Port 8443, I believe."])
+    result = await agent(model, project).run(QUESTION)
     assert result.answer == "Port 8443, I believe." and result.sources == []
+    # The grounding check asked once for 8443 to be looked up; the model insisted, so it stays marked.
+    assert kinds(result.steps) == ["ModelStep", "NoteStep", "ModelStep"]
+    assert '"8443"' in model.calls[1].messages[-1].content
+    assert (result.grounded, result.unsupported) == (False, ["8443"])
+
+
+async def test_answer_without_tools_is_accepted_as_is_with_grounding_off(project: Path) -> None:
+    result = await agent(ScriptedModel(["Port 8443, I believe."]), project, grounding="off").run(QUESTION)
+    assert result.answer == "Port 8443, I believe." and result.grounded is None and result.model_calls == 1
 
 
 async def test_step_limit_forces_a_final_answer_without_tools(project: Path) -> None:
@@ -228,7 +238,8 @@ async def test_malformed_reply_is_told_and_counts_against_the_budget(project: Pa
 async def test_tongyi_malformed_call_then_answer(project: Path) -> None:
     model = ScriptedModel(['<tool_call>{"name": "search_files", "arguments": {"query": </tool_call>',
                            "<answer>Port 8443.</answer>"])
-    result = await agent(model, project, dialect=TongyiDialect()).run(QUESTION)
+    # Grounding off: this is about the malformed call, and the scripted answer looked nothing up.
+    result = await agent(model, project, dialect=TongyiDialect(), grounding="off").run(QUESTION)
     assert (result.answer, result.stop_reason) == ("Port 8443.", "answer")
     assert "not valid JSON" in model.calls[1].messages[-1].content
     assert kinds(result.steps) == ["ModelStep", "NoteStep", "ModelStep"]
@@ -236,7 +247,7 @@ async def test_tongyi_malformed_call_then_answer(project: Path) -> None:
 
 async def test_empty_reply_is_told_to_the_model(project: Path) -> None:
     model = ScriptedModel(["", ANSWER])
-    result = await agent(model, project).run(QUESTION)
+    result = await agent(model, project, grounding="off").run(QUESTION)
     assert result.answer == ANSWER
     assert model.calls[1].messages[-1].role == "user" and "empty" in model.calls[1].messages[-1].content
 
@@ -284,7 +295,7 @@ async def test_react_run_renders_observations(project: Path) -> None:
 async def test_history_comes_between_system_and_question(project: Path) -> None:
     history = [ChatMessage("user", "Hi"), ChatMessage("assistant", "Hello.")]
     model = ScriptedModel([ANSWER])
-    await agent(model, project).run(QUESTION, history)
+    await agent(model, project, grounding="off").run(QUESTION, history)
     assert [(m.role, m.content) for m in model.calls[0].messages[1:]] == [
         ("user", "Hi"), ("assistant", "Hello."), ("user", QUESTION)]
 

@@ -45,7 +45,7 @@ def test_json_output_fields(runner: CliRunner, project: Path, openai_server: Fak
 
 
 def test_question_on_stdin(runner: CliRunner, project: Path, openai_server: FakeOpenAIServer) -> None:
-    openai_server.add(ANSWER)
+    openai_server.add(SEARCH, ANSWER)
     result = runner.invoke(app, _remote(openai_server, project), input="Which port?\n")
     assert result.exit_code == 0, result.output
     assert openai_server.chat_requests[0]["messages"][-1] == {"role": "user", "content": "Which port?"}
@@ -148,12 +148,12 @@ def test_run_falls_back_to_the_fallback_profile(runner: CliRunner, project: Path
         f"[primary]\nprovider = openai\nbase_url = {openai_server.base_url}\nmodel_id = big\nmax_retries = 0\n\n"
         f"[backup]\nprovider = openai\nbase_url = {openai_server.base_url}\nmodel_id = small\nmax_retries = 0\n")
     trust(project)
-    openai_server.add({"status": 500, "body": {"error": {"message": "overloaded"}}}, ANSWER)
+    openai_server.add({"status": 500, "body": {"error": {"message": "overloaded"}}}, SEARCH, ANSWER)
     result = runner.invoke(app, ["--root", str(project), "--json", "Which port?"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["model"] == "small"
     assert "primary failed; answering on fallback backup" in result.stderr
-    assert [r["model"] for r in openai_server.chat_requests] == ["big", "small"]
+    assert [r["model"] for r in openai_server.chat_requests] == ["big", "small", "small"]
 
 
 def test_help_groups_options_in_panels(runner: CliRunner) -> None:

@@ -57,7 +57,8 @@ def test_fallback_switch_is_in_the_trajectory(runner: CliRunner, project: Path, 
         f"[primary]\nprovider = openai\nbase_url = {openai_server.base_url}\nmodel_id = big\nmax_retries = 1\n")
     trust(project)
     openai_server.add(*[{"status": 500, "body": {"error": {"message": "boom"}}}] * 2)
-    anthropic_server.add({"content": "Port 8443."})
+    # The fallback answers without looking anything up; asked once by the grounding check, it insists.
+    anthropic_server.add({"content": "Port 8443."}, {"content": "Port 8443."})
     env = {"ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": anthropic_server.base_url}
     result = runner.invoke(app, ["--root", str(project), "--train", "--json", "Billing port?"], env=env)
     assert result.exit_code == 0, result.output
@@ -69,4 +70,4 @@ def test_fallback_switch_is_in_the_trajectory(runner: CliRunner, project: Path, 
     fallback = json.loads(metadata)["fallback"]
     assert status == "success"
     assert fallback["from"] == "big" and fallback["to"] == "claude-sonnet-5-5" and "500" in fallback["reason"]
-    assert spans == [("big", 1), ("claude-sonnet-5-5", 0)]
+    assert spans == [("big", 1), ("claude-sonnet-5-5", 0), ("claude-sonnet-5-5", 0)]

@@ -26,7 +26,8 @@ def test_only_known_commands_are_commands(line: str, expected: tuple[str, str] |
 
 
 def test_session_commands_and_follow_up(runner: CliRunner, project: Path, openai_server: FakeOpenAIServer) -> None:
-    openai_server.add({"content": "Port 8443."}, {"content": "The payments team."})
+    # "Port 8443." rests on no tool result: the grounding check asks once, the model insists.
+    openai_server.add({"content": "Port 8443."}, {"content": "Port 8443."}, {"content": "The payments team."})
     lines = ["/help", "/tools", "Which port?", "And who owns it?", "/history", "/model", "/clear", "/history",
              "/exit", "never asked"]
     result = runner.invoke(app, ["--root", str(project), "--base-url", openai_server.base_url,
@@ -38,9 +39,9 @@ def test_session_commands_and_follow_up(runner: CliRunner, project: Path, openai
     assert "custom: fake (openai, native dialect)" in result.stdout
     assert "History cleared." in result.stdout and "No questions yet." in result.stdout
     # The follow-up carried the earlier turn; the line after /exit was never sent.
-    second = openai_server.chat_requests[1]["messages"]
+    second = openai_server.chat_requests[2]["messages"]
     assert [m["content"] for m in second[1:]] == ["Which port?", "Port 8443.", "And who owns it?"]
-    assert len(openai_server.chat_requests) == 2
+    assert len(openai_server.chat_requests) == 3
 
 
 def test_unknown_model_switch_keeps_session(runner: CliRunner, project: Path,
@@ -62,7 +63,8 @@ def test_feedback_commands_rate_the_last_recorded_run(runner: CliRunner, project
                                                       openai_server: FakeOpenAIServer) -> None:
     import sqlite3
 
-    openai_server.add({"content": "Port 8443."}, {"content": "Payments."})
+    # "Port 8443." rests on no tool result: the grounding check asks once, the model insists.
+    openai_server.add({"content": "Port 8443."}, {"content": "Port 8443."}, {"content": "Payments."})
     lines = ["/good", "Which port?", "/good", "/rate 0.4", "/rate lots", "Who owns it?", "/bad"]
     result = runner.invoke(app, ["--root", str(project), "--base-url", openai_server.base_url, "--model-id", "fake",
                                  "--train", "-i"], input="\n".join(lines) + "\n")

@@ -145,7 +145,7 @@ def test_secrets_never_reach_store_or_exports(runner: CliRunner, project: Path, 
 
 def test_env_secret_values_are_redacted(runner: CliRunner, project: Path, openai_server: FakeOpenAIServer) -> None:
     secret = "plain-looking-secret-value-42"
-    openai_server.add(ANSWER)
+    openai_server.add(SEARCH, ANSWER)
     _ask(runner, openai_server, project, f"Is {secret} in the files?", "--train",
          env={"OPENROUTER_API_KEY": secret})
     db = (project / ".tongyi_training" / "trajectories.sqlite").read_bytes()
@@ -154,7 +154,7 @@ def test_env_secret_values_are_redacted(runner: CliRunner, project: Path, openai
 
 def test_training_enabled_from_env_and_bad_value(runner: CliRunner, project: Path,
                                                  openai_server: FakeOpenAIServer) -> None:
-    openai_server.add(ANSWER)
+    openai_server.add(SEARCH, ANSWER)
     data = _ask(runner, openai_server, project, "Which port?", env={"TONGYI_TRAINING_ENABLED": "true",
                                                                     "TONGYI_TRAINING_MODE": "sft"})
     assert data["run_id"]
@@ -166,7 +166,7 @@ def test_training_enabled_from_env_and_bad_value(runner: CliRunner, project: Pat
 
 
 def test_not_recorded_without_train(runner: CliRunner, project: Path, openai_server: FakeOpenAIServer) -> None:
-    openai_server.add(ANSWER)
+    openai_server.add(SEARCH, ANSWER)
     assert _ask(runner, openai_server, project, "Which port?")["run_id"] is None
     assert not (project / ".tongyi_training").exists()
 

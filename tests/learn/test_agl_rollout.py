@@ -264,7 +264,8 @@ def test_cli_rollout_runs_task_and_posts_task_reward(monkeypatch: pytest.MonkeyP
 
 def test_cli_rollout_train_records_the_run_without_the_key(monkeypatch: pytest.MonkeyPatch, project: Path,
                                                            openai_server: FakeOpenAIServer, sink: EventSink) -> None:
-    openai_server.add({"content": "<answer>Port 9000.</answer>"})
+    # An answer from memory: asked once by the grounding check to look it up, the model insists.
+    openai_server.add(*[{"content": "<answer>Port 9000.</answer>"}] * 2)
     _gateway_env(monkeypatch, openai_server, sink, {"question": "Which port?", "answer": "8443"})
     result = CliRunner().invoke(app, ["rollout", "--root", str(project), "--offline", "--train"])
     assert result.exit_code == 0, result.stderr
@@ -302,7 +303,7 @@ def test_cli_rollout_without_gateway_env_fails_in_one_line(monkeypatch: pytest.M
 
 def test_cli_rollout_fails_when_the_reward_cannot_be_posted(monkeypatch: pytest.MonkeyPatch, project: Path,
                                                             openai_server: FakeOpenAIServer, sink: EventSink) -> None:
-    openai_server.add({"content": ANSWER})
+    openai_server.add({"content": TOOL_CALL}, {"content": ANSWER})
     sink.add({"status": 404, "body": {"detail": "Rollout not found: r-42"}})
     _gateway_env(monkeypatch, openai_server, sink, {"question": "Which port?", "answer": "8443"})
     result = CliRunner().invoke(app, ["rollout", "--root", str(project), "--offline"])

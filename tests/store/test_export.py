@@ -14,7 +14,7 @@ TOOLS = [{"name": "read_file", "description": "Read a file", "parameters": {"typ
 INTERACTION_KEYS = {
     "timestamp", "query", "response", "response_time", "success", "tools_used", "query_length", "response_length",
     "reward", "rewards", "model", "run_id", "status", "prompt_version", "training_mode", "sources", "input_tokens",
-    "output_tokens", "cost",
+    "output_tokens", "cost", "grounded",
 }  # fmt: skip
 
 

@@ -1,10 +1,12 @@
-"""Verified citations: each claim of the answer checked against the tool result it cites.
+"""Verified citations: each claim of the answer checked against the tool results of the run.
 
-A claim is a sentence of the answer. Its sources are the ones it cites explicitly (`path:line`, a
-path, a DOI, a URL) or, when it cites nothing, the selected Sources that share its words. A claim is
-verified when every quoted text and every number in it occurs in the cited tool output; a DOI must
-have come back from a scholarly tool. Claims with nothing checkable (no quote, no number) are
-verified when most of their distinctive words occur there.
+A claim is a sentence of the answer. Its key facts (identifiers, versions, dates, numbers, quoted
+strings, names; see grounding.py, whose check the loop runs before it accepts an answer) must occur
+in the tool output it cites (`path:line`, a path, a DOI, a URL) or, when it cites nothing, in some
+tool result of the run; a DOI must have come back from a scholarly tool. A claim with no key fact
+but at least MIN_CLAIM_WORDS distinctive words is verified when a selected Source shares most of
+them. Every claim that no tool result supports is listed as unverified, never left out, so
+``verification_rate`` is not inflated by what could not be matched.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ import re
 from dataclasses import dataclass
 
 from tongyi_agent.agent.citations import content_tokens
+from tongyi_agent.agent.grounding import Corpus, key_facts
 from tongyi_agent.tools.base import SourceRef
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(*-])|\n+")
-_QUOTE = re.compile(r"[\"“”]([^\"“”]{3,})[\"“”]")
 _NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?%?")
 _LINE_REF = re.compile(r"([\w./-]+\.\w+):(\d+)")
 _DOI = re.compile(r"\b(10\.\d{4,9}/[^\s\"'<>),;]+)", re.I)
@@ -25,6 +27,8 @@ _PATH = re.compile(r"(?<![\w/])((?:[\w-]+/)*[\w-]+\.(?:md|txt|csv|py|json|yaml|y
 _NOT_FOUND = re.compile(r"\bnot (?:be )?(?:found|listed|mentioned|present|available)\b|\bno (?:information|mention)\b",
                         re.I)
 CONTEXT_LINES = 2  # a claim about line n may rest on the lines around it
+MIN_CLAIM_WORDS = 3  # fewer distinctive words and no key fact ("I looked at the files."): nothing to check
+TOOL_OUTPUT = "tool output"  # source label of a fact found in a tool result that names no line
 
 
 @dataclass(frozen=True)
@@ -40,22 +44,11 @@ def _claims(answer: str) -> list[str]:
     return [p for p in parts if len(p) > 2]
 
 
-def _numbers(text: str) -> set[str]:
-    return {n.replace(",", "").rstrip("%") for n in _NUMBER.findall(text)}
-
-
-def _checkable(claim: str) -> tuple[list[str], set[str]]:
-    """Quoted texts and numbers of a claim, ignoring the numbers inside its own citations."""
-    bare = _DOI.sub(" ", _URL.sub(" ", _LINE_REF.sub(" ", claim)))
-    return [q.strip() for q in _QUOTE.findall(bare)], _numbers(bare)
-
-
-def _supports(claim: str, snippet: str) -> bool:
-    quotes, numbers = _checkable(claim)
-    lowered = " ".join(snippet.split()).lower()
-    if quotes or numbers:
-        return (all(" ".join(q.split()).lower() in lowered for q in quotes)
-                and numbers <= _numbers(snippet.replace(",", "")))
+def _supports(claim: str, snippet: str, question: str = "") -> bool:
+    facts = key_facts(claim, question)
+    if facts:
+        corpus = Corpus([snippet])
+        return all(corpus.contains(f) for f in facts)
     words = content_tokens(_PATH.sub(" ", claim))
     return bool(words) and len(words & content_tokens(snippet)) * 2 >= len(words)
 
@@ -92,9 +85,14 @@ class EvidenceIndex:
         return found
 
 
-def verify(answer: str, sources: list[SourceRef], returned: list[SourceRef]) -> list[Evidence]:
-    """One Evidence per claim that cites something or states something checkable."""
+def verify(answer: str, sources: list[SourceRef], returned: list[SourceRef],
+           outputs: list[str] | None = None, question: str = "") -> list[Evidence]:
+    """One Evidence per claim that cites something or states something checkable.
+
+    `outputs` are the tool results the model saw (default: the text of `returned`); facts the
+    `question` states are given, not claimed."""
     index = EvidenceIndex(returned)
+    corpus = Corpus(outputs if outputs is not None else [ref.text for ref in returned])
     evidence: list[Evidence] = []
     for claim in _claims(answer):
         if _NOT_FOUND.search(claim):
@@ -106,20 +104,34 @@ def verify(answer: str, sources: list[SourceRef], returned: list[SourceRef]) -> 
                     ok = bool(output)  # a DOI must have come back from a scholarly tool
                     evidence.append(Evidence(claim, label, output.splitlines()[0] if ok else "", ok))
                 else:
-                    evidence.append(Evidence(claim, label, _best_line(claim, output), _supports(claim, output)))
+                    evidence.append(Evidence(claim, label, _best_line(claim, output),
+                                             _supports(claim, output, question)))
             continue
-        quotes, numbers = _checkable(claim)
-        candidates = [s for s in sources if _supports(claim, index.around(s.path, s.line) if s.line else s.text)]
-        if candidates:
-            best = candidates[0]
-            evidence.append(Evidence(claim, best.label(), best.text, True))
-        elif quotes or numbers:
-            evidence.append(Evidence(claim, None, "", False))
+        facts = key_facts(claim, question)
+        if facts:
+            if all(corpus.contains(f) for f in facts):
+                ref = _holding(facts, sources) or _holding(facts, returned)
+                evidence.append(Evidence(claim, ref.label() if ref else TOOL_OUTPUT, ref.text if ref else "", True))
+            else:
+                evidence.append(Evidence(claim, None, "", False))
+            continue
+        if len(content_tokens(_PATH.sub(" ", claim))) < MIN_CLAIM_WORDS:
+            continue
+        candidates = [s for s in sources
+                      if _supports(claim, index.around(s.path, s.line) if s.line else s.text, question)]
+        best = candidates[0] if candidates else None
+        evidence.append(Evidence(claim, best.label() if best else None, best.text if best else "", bool(best)))
     return evidence
 
 
-def _best_line(claim: str, output: str) -> str:
-    words = content_tokens(claim) | _numbers(claim)
-    lines = [line for line in output.splitlines() if line.strip()]
-    return max(lines, key=lambda line: len(words & (content_tokens(line) | _numbers(line))), default="")
+def _holding(facts: list, refs: list[SourceRef]) -> SourceRef | None:
+    """The first returned line that holds the most of `facts`."""
+    scored = [(sum(Corpus([ref.text]).contains(f) for f in facts), -i, ref) for i, ref in enumerate(refs)]
+    best = max(scored, default=None, key=lambda item: item[:2])
+    return best[2] if best and best[0] else None
 
+
+def _best_line(claim: str, output: str) -> str:
+    words = content_tokens(claim)
+    lines = [line for line in output.splitlines() if line.strip()]
+    return max(lines, key=lambda line: len(words & content_tokens(line)), default="")

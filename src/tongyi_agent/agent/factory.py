@@ -29,7 +29,8 @@ def build_agent(settings: Settings, *, on_step: Callable[[Step], None] | None = 
         model = build_model(profile, settings.env, user_cache_dir(), on_weights_progress, on_note)
     spec = AgentSpec(max_steps=settings.max_steps, max_tokens=settings.max_tokens,
                      max_seconds=settings.timeout, context_tokens=profile.context_length,
-                     max_output_tokens=min(profile.max_output_tokens, profile.context_length // 4))
+                     max_output_tokens=min(profile.max_output_tokens, profile.context_length // 4),
+                     grounding=settings.grounding)
     offline = offline or _env_flag(settings, "TONGYI_OFFLINE")
     index_dir = None if _env_off(settings, "TONGYI_SEARCH_INDEX") else user_cache_dir() / "search-index"
     context = ToolContext(root=settings.root, cache_dir=cache_dir, offline=offline, env=settings.env,

@@ -20,6 +20,7 @@ from tongyi_agent.agent.citations import select_sources, strip_model_sources
 from tongyi_agent.agent.context import cap_observation, fit_messages
 from tongyi_agent.agent.dialects import Dialect
 from tongyi_agent.agent.evidence import verify
+from tongyi_agent.agent.grounding import GroundingGate
 from tongyi_agent.agent.prompts import load_prompt
 from tongyi_agent.agent.steps import ModelStep, NoteStep, ParsedTurn, RunResult, Step, ToolStep
 from tongyi_agent.agent.taint import TaintGuard
@@ -49,6 +50,7 @@ class AgentSpec:
     # and for a forced answer; "always": every call. Sampling under a grammar is slower (x1.46
     # per question on file_lookup) and it was not more accurate there.
     grammar: str = "on_demand"
+    grounding: str = "check"  # "check": an answer's key facts must come from tool results (one retry); "off"
 
     def observation_cap(self) -> int:
         return self.max_observation_chars or int(self.context_tokens * 3.5 * 0.4)
@@ -110,6 +112,8 @@ class Agent:
         answer: str | None = None
         taint = TaintGuard(question)
         malformed = False  # the last reply broke the protocol: the re-ask is constrained
+        gate = GroundingGate(question, enabled=spec.grounding == "check")
+        observed: list[str] = []  # every tool result the model saw, for the grounding check
 
         while answer is None:
             forced_reason = forced_reason or budget.exhausted()
@@ -135,6 +139,10 @@ class Agent:
                 answer = parsed.answer or _salvage(parsed, response.content) or NOT_FOUND
                 break
             if parsed.answer is not None and parsed.answer.strip():
+                retry = gate.retry_note(parsed.answer, observed, can_retry=budget.exhausted() is None)
+                if retry:  # key facts no tool returned: one chance per run to look them up
+                    messages.append(self._note(steps, retry))
+                    continue
                 answer = parsed.answer
                 break
             malformed = (bool(parsed.error) or not parsed.tool_calls
@@ -166,15 +174,19 @@ class Agent:
                 taint.observe(result)
                 self._emit(steps, ToolStep(len(steps), call, result, time.monotonic() - started))
                 returned.extend(result.sources)
-                results.append((call, cap_observation(result.output, spec.observation_cap())))
+                observed.append(cap_observation(result.output, spec.observation_cap()))
+                results.append((call, observed[-1]))
             messages.extend(self.dialect.observation_messages(results))
 
         answer = strip_model_sources(answer)
         sources = select_sources(answer, question, returned)
         stop = "deadline" if forced_reason == "deadline" else "forced" if forced_reason else "answer"
+        grounding = gate.final(answer, observed)
         return RunResult(question=question, answer=answer, sources=sources, steps=steps, model=self.model.name,
                          seconds=budget.elapsed, usage=usage, stop_reason=stop,
-                         evidence=verify(answer, sources, returned))
+                         evidence=verify(answer, sources, returned, observed, question),
+                         grounded=grounding.grounded if grounding else None,
+                         unsupported=grounding.unsupported_texts() if grounding else [])
 
     async def _chat_within(self, budget: Budget, steps: list[Step], messages: list[ChatMessage],
                            request: ChatRequest) -> ChatResponse | None:

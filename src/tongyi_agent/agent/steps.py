@@ -62,6 +62,8 @@ class RunResult:
     evidence: list[Evidence] = field(default_factory=list)
     routing: dict[str, str] | None = None  # set when the run switched to the fallback model
     experiences: list[int] = field(default_factory=list)  # ids of the worked examples the run was shown
+    grounded: bool | None = None  # every key fact of the answer came from a tool result; None: not checked
+    unsupported: list[str] = field(default_factory=list)  # the key facts no tool result contained
 
     @property
     def verification_rate(self) -> float | None:

@@ -72,10 +72,23 @@ def result_dict(result: RunResult) -> dict[str, Any]:
                      for e in result.evidence],
         "verification_rate": result.verification_rate,
         "experiences": result.experiences,
+        "grounded": result.grounded,
+        "unsupported": result.unsupported,
     }
 
 
+def grounding_mark(result: RunResult) -> str | None:
+    """The line printed above an answer whose key facts no tool result of the run contained."""
+    if result.grounded is not False:
+        return None
+    facts = ", ".join(result.unsupported)
+    return f"UNVERIFIED: not found in the files: {facts}" if facts else "UNVERIFIED: not found in the files"
+
+
 def print_result(console: Console, result: RunResult, run_id: str | None = None) -> None:
+    mark = grounding_mark(result)
+    if mark:
+        console.print(mark, style="bold yellow", markup=False, highlight=False)
     console.print(result.answer, markup=False, highlight=False)
     console.print()
     if result.sources:

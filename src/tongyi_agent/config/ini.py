@@ -21,6 +21,10 @@ from tongyi_agent.config.trust import UNTRUSTED_PROFILE_KEYS, Ignored, RootTrust
 MODELS_FILE = "models.ini"
 MODELS_SECTION = "models"
 MODELS_KEYS = ("default", "fallback")
+# How the agent answers, whatever the profile: `grounding = check | off`.
+AGENT_SECTION = "agent"
+AGENT_KEYS = ("grounding",)
+GROUNDING_MODES = ("check", "off")
 PACKAGED_MODELS = Path(__file__).parent / "defaults" / MODELS_FILE
 # Keys a profile section may hold: every field except `name`, which is the section header.
 PROFILE_KEYS = tuple(k for k in ModelProfile.model_fields if k != "name")
@@ -37,6 +41,7 @@ class ModelsFile:
     # Keys left out of each profile because this file is an untrusted root's: they keep the value of
     # the same-named profile in a trusted layer beneath, or stay unset.
     stripped: dict[str, frozenset[str]] = field(default_factory=dict)
+    agent: dict[str, str] = field(default_factory=dict)  # [agent] values, checked
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,7 @@ class ModelsConfig:
     fallback: str | None
     files: list[Path] = field(default_factory=list)
     ignored: list[Ignored] = field(default_factory=list)
+    agent: dict[str, str] = field(default_factory=dict)  # [agent] keys, each from the highest layer setting it
 
 
 # An inline comment starts at `#` or `;` after whitespace, as in the guide's `mode = "prompt"  # ...`.
@@ -125,6 +131,12 @@ def read_models_file(path: Path, *, untrusted: bool = False) -> ModelsFile:
     for key in models:
         if key not in MODELS_KEYS:
             raise ConfigError(f"{path} [{MODELS_SECTION}] {key}: {_unknown(key, MODELS_KEYS)}")
+    agent = sections.pop(AGENT_SECTION, {})
+    for key, value in agent.items():
+        if key not in AGENT_KEYS:
+            raise ConfigError(f"{path} [{AGENT_SECTION}] {key}: {_unknown(key, AGENT_KEYS)}")
+        if key == "grounding" and value not in GROUNDING_MODES:
+            raise ConfigError(f"{path} [{AGENT_SECTION}] grounding: expected check or off, got {value!r}")
     stripped: dict[str, frozenset[str]] = {}
     if untrusted:
         for name, values in sections.items():
@@ -133,13 +145,14 @@ def read_models_file(path: Path, *, untrusted: bool = False) -> ModelsFile:
                 stripped[name] = guarded
                 sections[name] = {k: v for k, v in values.items() if k not in guarded}
     profiles = {name: parse_profile(name, values, path) for name, values in sections.items()}
-    return ModelsFile(path, profiles, models, stripped)
+    return ModelsFile(path, profiles, models, stripped, agent)
 
 
 def merge(files: Iterable[ModelsFile]) -> ModelsConfig:
     """Merge layers given highest priority first: a profile is taken whole from the first file defining it."""
     profiles: dict[str, ModelProfile] = {}
     models: dict[str, str] = {}
+    agent: dict[str, str] = {}
     read: list[Path] = []
     ignored: list[Ignored] = []
     # Walk lowest priority first so later (higher) layers overwrite.
@@ -153,9 +166,10 @@ def merge(files: Iterable[ModelsFile]) -> ModelsConfig:
                 profile = profile.model_copy(update={key: getattr(below, key) for key in keys})
             profiles[name] = profile
         models.update(layer.models)
+        agent.update({k: v for k, v in layer.agent.items() if v})
         read.append(layer.path)
     return ModelsConfig(profiles, models.get("default") or None, models.get("fallback") or None,
-                        list(reversed(read)), ignored)
+                        list(reversed(read)), ignored, agent)
 
 
 def load_models(root: Path, config_dir: Path, *, trust: RootTrust | None = None) -> ModelsConfig:

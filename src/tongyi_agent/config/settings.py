@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tongyi_agent.config.environment import env_files, env_layers
 from tongyi_agent.config.errors import ConfigError
-from tongyi_agent.config.ini import ModelsConfig, load_models
+from tongyi_agent.config.ini import GROUNDING_MODES, ModelsConfig, load_models
 from tongyi_agent.config.preferences import read_preferences
 from tongyi_agent.config.profiles import ModelProfile
 from tongyi_agent.config.trust import Ignored, RootTrust, root_trust
@@ -26,6 +26,7 @@ CUSTOM_PROFILE = "custom"
 DEFAULT_MAX_STEPS = 8
 DEFAULT_TIMEOUT = 300.0
 DEFAULT_MAX_TOKENS = 24000
+DEFAULT_GROUNDING = "check"
 
 T = TypeVar("T", int, float)
 
@@ -52,6 +53,8 @@ class Settings(BaseModel):
     max_steps: int = Field(DEFAULT_MAX_STEPS, gt=0, description="Tool-calling steps allowed per run.")
     timeout: float = Field(DEFAULT_TIMEOUT, gt=0, description="Seconds allowed for a whole run.")
     max_tokens: int = Field(DEFAULT_MAX_TOKENS, gt=0, description="Token budget for a whole run.")
+    grounding: str = Field(DEFAULT_GROUNDING, description="check: an answer's key facts must come from tool "
+                           "results (one retry, then marked unverified); off: no check.")
     # repr=False: the merged environment holds API keys, which must not end up in logs or tracebacks.
     env: dict[str, str] = Field(default_factory=dict, repr=False)
     config_files: list[Path] = Field(default_factory=list,
@@ -120,6 +123,14 @@ def run_limits(env: Mapping[str, str], max_steps: int | None = None, timeout: fl
             _number(int, max_tokens, "--max-tokens", "TONGYI_MAX_TOKENS", env, DEFAULT_MAX_TOKENS))
 
 
+def grounding_mode(env: Mapping[str, str], models: ModelsConfig) -> str:
+    """TONGYI_GROUNDING > models.ini [agent] grounding > check."""
+    raw = env.get("TONGYI_GROUNDING", "").strip().lower()
+    if raw and raw not in GROUNDING_MODES:
+        raise ConfigError(f"TONGYI_GROUNDING: expected check or off, got {raw!r}")
+    return raw or models.agent.get("grounding") or DEFAULT_GROUNDING
+
+
 def _apply_overrides(profile: ModelProfile, base_url: str | None, model_id: str | None) -> ModelProfile:
     if base_url:
         # An ad-hoc endpoint (vLLM, Ollama, a proxy): reuse the model name only when the chosen
@@ -163,10 +174,11 @@ def load_settings(
     fallback = (lookup_profile(models.fallback, "[models] fallback", models.profiles)
                 if models.fallback else None)
     steps, seconds, tokens = run_limits(merged, max_steps, timeout, max_tokens)
+    grounding = grounding_mode(merged, models)
     # The ad-hoc profile is listed too, so `settings.profiles[settings.model]` always works.
     profiles = {**models.profiles, profile.name: profile} if base_url else models.profiles
     return Settings(root=root_path, config_dir=config_dir, model=profile.name, profile=profile,
                     fallback_profile=fallback, profiles=profiles, max_steps=steps,
-                    timeout=seconds, max_tokens=tokens, env=merged,
+                    timeout=seconds, max_tokens=tokens, grounding=grounding, env=merged,
                     config_files=models.files + env_files(root_path, config_dir), trust=trust,
                     ignored=models.ignored + env_ignored)

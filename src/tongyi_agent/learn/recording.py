@@ -101,7 +101,8 @@ class RunRecorder:
             tool_calls=len(result.tool_calls),
             tools_used=[s.call.name for s in result.tool_calls if not s.skipped],
             sources=[{"path": s.path, "line": s.line, "text": s.text} for s in result.sources],
-            stop_reason=result.stop_reason, **self._common(agent, started_at, run_id, ab_arm, prompt_version),
+            stop_reason=result.stop_reason, grounded=result.grounded,
+            **self._common(agent, started_at, run_id, ab_arm, prompt_version),
         )
         run.cost = self.cost(result.usage.input_tokens, result.usage.output_tokens) if self.cost else None
         if result.routing:

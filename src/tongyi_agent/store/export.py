@@ -42,6 +42,7 @@ def interaction(run: RunRecord, reward_name: str | None = None) -> dict[str, Any
         "rewards": {name: run.reward(name) for name in dict.fromkeys(r.name for r in run.rewards)},
         "model": run.model,
         "cost": run.cost,
+        "grounded": run.grounded,
         "run_id": run.id,
         "status": run.status,
         "prompt_version": run.prompt_version,

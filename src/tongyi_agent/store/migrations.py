@@ -173,8 +173,14 @@ def m006_experiences(conn: sqlite3.Connection) -> None:
         INSERT INTO experiences_fts (rowid, question) VALUES (new.id, new.question); END""")
 
 
+def m007_runs_grounded(conn: sqlite3.Connection) -> None:
+    # Whether every key fact of the answer came from a tool result of the run (1/0); NULL where the
+    # check was off, and for every run recorded before it existed.
+    conn.execute("ALTER TABLE runs ADD COLUMN grounded INTEGER")
+
+
 MIGRATIONS: list[Migration] = [m001_initial, m002_runs_ab_arm, m003_stats_indexes, m004_runs_cost,
-                               m005_prompt_versions, m006_experiences]
+                               m005_prompt_versions, m006_experiences, m007_runs_grounded]
 
 
 def applied_migrations(conn: sqlite3.Connection) -> list[str]:

@@ -95,6 +95,7 @@ class RunRecord:
     metadata: dict[str, Any] = field(default_factory=dict)
     ab_arm: str | None = None  # which A/B arm served the run (migration m002); None outside experiments
     cost: float | None = None  # USD at the model's prices (migration m004); None when unknown
+    grounded: bool | None = None  # answer's key facts all in tool results (migration m007); None: not checked
     id: str = field(default_factory=new_run_id)
     rewards: list[RewardRecord] = field(default_factory=list)
 

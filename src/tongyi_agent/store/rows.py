@@ -11,7 +11,7 @@ from tongyi_agent.store.records import RewardRecord, RunRecord, SpanRecord
 RUN_COLUMNS = (
     "id", "question", "answer", "status", "model", "backend", "dialect", "prompt_version", "training_mode",
     "root", "started_at", "seconds", "input_tokens", "output_tokens", "model_calls", "tool_calls",
-    "tools_used", "sources", "error", "stop_reason", "metadata", "ab_arm", "cost",
+    "tools_used", "sources", "error", "stop_reason", "metadata", "ab_arm", "cost", "grounded",
 )  # fmt: skip
 JSON_RUN_COLUMNS = frozenset({"tools_used", "sources", "metadata"})
 INSERT_RUN = f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
@@ -45,6 +45,7 @@ def run_from_row(row: sqlite3.Row) -> RunRecord:
     data = {c: row[c] for c in RUN_COLUMNS}
     for c in JSON_RUN_COLUMNS:
         data[c] = loads(data[c])
+    data["grounded"] = None if data["grounded"] is None else bool(data["grounded"])
     return RunRecord(**data)
 
 

@@ -1,4 +1,4 @@
-"""search_files: find the lines that mention a query, best matches first, with a line of context."""
+"""search_files: find the lines that mention a query, best matches first, shown in their sections."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from pathlib import Path
 
 import regex as timed_regex
 
-from tongyi_agent.tools.base import SourceRef, ToolContext, ToolError, ToolResult
+from tongyi_agent.tools.base import ToolContext, ToolError, ToolResult
 from tongyi_agent.tools.paths import read_lines, relative_label, start_or_root
 from tongyi_agent.tools.search_index import IndexUnavailable, search_candidates
+from tongyi_agent.tools.search_results import Hit, render_hits
 from tongyi_agent.tools.walk import iter_files
 
 MAX_HITS = 20
 MAX_FILE_BYTES = 2_000_000  # larger files are data dumps, not prose or code worth scanning
-MAX_SHOWN_CHARS = 300
 # With an index: the files whose lines are scored, best BM25 first. Well above what MAX_HITS shows.
 CANDIDATE_FILES = 50
 # Below this many bytes of text under the searched folder a scan is as fast as the index
@@ -93,17 +93,6 @@ class _Hit:
     line: int
     lines: tuple[str, ...]  # all lines of the file, for context
 
-    def render(self) -> str:
-        out = []
-        for number in range(max(1, self.line - 1), min(len(self.lines), self.line + 1) + 1):
-            sep = ":" if number == self.line else "-"
-            out.append(f"{self.label}{sep}{number}{sep} {_shorten(self.lines[number - 1])}")
-        return "\n".join(out)
-
-
-def _shorten(text: str) -> str:
-    return text if len(text) <= MAX_SHOWN_CHARS else text[:MAX_SHOWN_CHARS] + " [...]"
-
 
 def _file_hits(query: _Query, root: Path, file: Path) -> list[_Hit]:
     try:
@@ -151,6 +140,9 @@ def gather_hits(ctx: ToolContext, query: _Query, start: Path) -> list[_Hit]:
 def search_files(ctx: ToolContext, query: str, path: str = ".") -> ToolResult:
     """Search text files for lines containing any of the query words (or matching a regex).
 
+    Hits are grouped by the section they are in (a changelog entry, a heading, a function), shown
+    under that section's header lines, with the read_file call that reads the whole section.
+
     Args:
         query: words to look for, or a regular expression
         path: folder or file to search, relative to the project root
@@ -167,8 +159,7 @@ def search_files(ctx: ToolContext, query: str, path: str = ".") -> ToolResult:
                                  f"or call list_files to see which files exist")
     hits.sort(key=lambda h: (-h.score, h.label, h.line))
     shown = hits[:MAX_HITS]
-    blocks = [hit.render() for hit in shown]
+    blocks, sources = render_hits([Hit(h.label, h.line, h.lines) for h in shown])
     if len(hits) > MAX_HITS:
         blocks.append(f"... {len(hits) - MAX_HITS} more matching lines; use more specific words or a path")
-    sources = [SourceRef(path=h.label, line=h.line, text=h.lines[h.line - 1]) for h in shown]
     return ToolResult(output=note + "\n--\n".join(blocks), sources=sources)

@@ -1,0 +1,199 @@
+"""Grounding: is every key fact of an answer in what the tools returned during the run?
+
+Key facts are the parts of an answer a reader would act on and a model is most tempted to recall
+instead of read: identifiers (CVE, GHSA, PEP, RFC, DOI, issue and PR numbers), versions, dates,
+numbers of two or more digits, quoted strings and proper names. A fact is supported when it occurs
+in a tool result of the same run (run_python's printed output counts); facts the question itself
+states are given, not claimed. Single-digit numbers are left out: they are mostly counts the model
+derived from what it read, and a digit occurs in almost any text.
+
+The loop calls `check_answer` before it accepts an answer (one retry per run, see GroundingGate),
+and the evidence list (evidence.py) uses `unsupported` for every claim, so both judge alike.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from tongyi_agent.agent.prompts import load_prompt
+
+_MONTHS = {m: i for i, m in enumerate(
+    "january february march april may june july august september october november december".split(), 1)}
+_MONTH = r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?" \
+         r"|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
+_ISO_DATE = re.compile(r"(?<!\d)(\d{4})[-/](\d{1,2})[-/](\d{1,2})(?!\d)")
+_MONTH_FIRST = re.compile(rf"\b({_MONTH})\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})\b", re.I)
+_DAY_FIRST = re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?({_MONTH}),?\s+(\d{{4}})\b", re.I)
+_IDS = re.compile(
+    r"\b(?:CVE-\d{4}-\d{4,}|GHSA(?:-[0-9a-z]{4}){3}|(?:PEP|RFC|BPO|GH)[\s-]?\d+"
+    r"|(?:issue|PR|pull request|bug)\s+#?\d+)\b|(?<![\w&])#\d{2,}\b|\b10\.\d{4,9}/[^\s\"'<>),;]+", re.I)
+_QUOTED = re.compile(r"``([^`]{2,})``|`([^`]{2,})`|\"([^\"]{3,})\"|“([^”]{3,})”")
+_VERSION = re.compile(r"(?<![\w.])v?(\d+(?:\.\d+)+(?:(?:a|b|rc|\.?dev|\.?post)\d*)?)(?![\w]|\.\d)", re.I)
+_NUMBER = re.compile(r"(?<![\w.,])-?(?:\d{1,3}(?:,\d{3})+|\d{2,})(?:\.\d+)?(?![\w]|[.,]\d)")
+_CITATION = re.compile(r"(?:[\w.-]+/)*[\w-]+\.[A-Za-z]\w{0,4}:\d+(?:-\d+)?|https?://\S+"
+                       r"|(?<![\w/])(?:[\w-]+/)+[\w.-]+|\b[\w-]+\.(?:md|rst|txt|csv|py|json|ya?ml|toml|ini|cfg|log|tsv)\b")
+_NAME_PARTICLE = r"(?:van|von|der|den|de|da|di|du|la|le|del|dos|bin|al)"
+_MULTIWORD = re.compile(rf"\b[A-Z][\w'’-]*[a-z][\w'’-]*(?:\s+(?:{_NAME_PARTICLE}\s+)*[A-Z][\w'’-]*[a-z][\w'’-]*)+")
+_ONE_WORD = re.compile(r"\b(?:[A-Z]+[a-z]+[A-Z][A-Za-z]*|[A-Z]{2,}[a-z]{2,}[A-Za-z]*|[a-z]+[A-Z][A-Za-z]*"
+                       r"|[A-Z][A-Z0-9]*_[A-Z0-9_]+)\b")
+# Capitalised words that open sentences or are everyday terms, not names: "The Bugfixes Section".
+_NOT_NAMES = frozenset("""the a an in on at of for to by and or but it its this that these those there
+    according yes no version release released changelog bugfixes features fixed added changed removed deprecated
+    misc security note notes see also section file files answer which what when who where how python
+    january february march april may june july august september october november december
+    monday tuesday wednesday thursday friday saturday sunday""".split())
+
+
+@dataclass(frozen=True)
+class Fact:
+    text: str  # as written in the answer
+    kind: str  # id | date | version | number | quote | name
+
+
+@dataclass
+class Grounding:
+    """The answer's key facts and those no tool result of the run contains."""
+
+    facts: list[Fact] = field(default_factory=list)
+    unsupported: list[Fact] = field(default_factory=list)
+
+    @property
+    def grounded(self) -> bool:
+        return not self.unsupported
+
+    def unsupported_texts(self) -> list[str]:
+        return [f.text for f in self.unsupported]
+
+
+def key_facts(text: str, given: str = "") -> list[Fact]:
+    """The key facts stated in `text`, leaving out citations and what `given` (the question) states."""
+    rest = _CITATION.sub(" ", text)
+    facts: list[Fact] = []
+
+    def take(pattern: re.Pattern[str], kind: str, value: object = None) -> None:
+        nonlocal rest
+        for match in pattern.finditer(rest):
+            piece = next((g for g in match.groups() if g), match.group(0)) if kind == "quote" else match.group(0)
+            facts.append(Fact(piece.strip(), kind))
+        rest = pattern.sub(" ", rest)
+
+    take(_QUOTED, "quote")
+    take(_IDS, "id")
+    for pattern in (_ISO_DATE, _MONTH_FIRST, _DAY_FIRST):
+        take(pattern, "date")
+    take(_VERSION, "version")
+    take(_NUMBER, "number")
+    for match in _MULTIWORD.finditer(rest):
+        words = match.group(0).split()
+        while words and words[0].lower() in _NOT_NAMES:
+            words.pop(0)
+        while words and words[-1].lower() in _NOT_NAMES:
+            words.pop()
+        capitalised = [w for w in words if w[:1].isupper() and w.lower() not in _NOT_NAMES]
+        if len(capitalised) >= 2:
+            facts.append(Fact(" ".join(words), "name"))
+    facts.extend(Fact(m.group(0), "name") for m in _ONE_WORD.finditer(rest))
+    question = Corpus([given]) if given else None
+    unique = list(dict.fromkeys(facts))
+    return [f for f in unique if question is None or not question.contains(f)]
+
+
+class Corpus:
+    """Texts the tools returned, indexed for fact look-ups."""
+
+    def __init__(self, texts: Iterable[str]) -> None:
+        raw = "\n".join(texts)
+        self.text = " ".join(_strip_number_commas(raw).split()).lower()
+        self.words = set(re.findall(r"[\w'’-]+", self.text))
+        self.dates = {_iso(m) for p in (_ISO_DATE, _MONTH_FIRST, _DAY_FIRST) for m in p.finditer(raw)} - {None}
+
+    def contains(self, fact: Fact) -> bool:
+        text = " ".join(fact.text.split()).lower()
+        if fact.kind == "date":
+            return text in self.text or _iso_of(fact.text) in self.dates
+        if fact.kind == "version":
+            core = re.escape(text.lstrip("v"))
+            return bool(re.search(rf"(?<![\w.])v?{core}(?:\.0)*(?![\w]|\.\d)", self.text))
+        if fact.kind == "number":
+            value = re.escape(_strip_number_commas(text))
+            return bool(re.search(rf"(?<![\w.]){value}(?![\w]|\.\d)", self.text))
+        if fact.kind == "id":
+            return self._has_id(text)
+        if fact.kind == "name":
+            return text in self.text or all(w in self.words for w in re.findall(r"[\w'’-]{3,}", text))
+        return text in self.text  # quote
+
+    def _has_id(self, text: str) -> bool:
+        if text in self.text:
+            return True
+        number = re.search(r"\d+$", text)
+        prefix = re.match(r"[a-z]+", text.lstrip("#"))
+        if number and (text.startswith("#") or (prefix and prefix.group(0) in ("issue", "pr", "pull", "bug", "gh"))):
+            # "#3615", "issue 3615", ":issue:`3615`" and ".../issues/3615" name the same issue.
+            return bool(re.search(rf"(?<![\d.]){number.group(0)}(?!\d)", self.text))
+        if number and prefix and prefix.group(0) in ("pep", "rfc", "bpo"):
+            return bool(re.search(rf"\b{prefix.group(0)}[\s-]?0*{int(number.group(0))}(?!\d)", self.text))
+        return False
+
+
+def check_answer(answer: str, tool_outputs: Iterable[str], question: str = "") -> Grounding:
+    """Which key facts of `answer` no tool output contains."""
+    facts = key_facts(answer, question)
+    corpus = Corpus(tool_outputs)
+    return Grounding(facts, [f for f in facts if not corpus.contains(f)])
+
+
+class GroundingGate:
+    """The loop's check before it accepts an answer: at most one retry per run, so it never loops."""
+
+    def __init__(self, question: str, enabled: bool = True) -> None:
+        self.question = question
+        self.enabled = enabled
+        self.retried = False
+
+    def retry_note(self, answer: str, tool_outputs: list[str], can_retry: bool) -> str | None:
+        """The note asking the model to look up its unsupported facts, or None to accept the answer."""
+        if not self.enabled or self.retried or not can_retry:
+            return None
+        check = check_answer(answer, tool_outputs, self.question)
+        if check.grounded:
+            return None
+        self.retried = True
+        listed = ", ".join(f'"{t}"' for t in check.unsupported_texts())
+        return load_prompt("grounding_retry").format(facts=listed)
+
+    def final(self, answer: str, tool_outputs: list[str]) -> Grounding | None:
+        return check_answer(answer, tool_outputs, self.question) if self.enabled else None
+
+
+def _strip_number_commas(text: str) -> str:
+    return re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
+
+
+def _iso(match: re.Match[str]) -> str | None:
+    groups = match.groups()
+    try:
+        if match.re is _ISO_DATE:
+            year, month, day = int(groups[0]), int(groups[1]), int(groups[2])
+        elif match.re is _MONTH_FIRST:
+            month, day, year = _month(groups[0]), int(groups[1]), int(groups[2])
+        else:
+            day, month, year = int(groups[0]), _month(groups[1]), int(groups[2])
+    except (KeyError, ValueError, StopIteration):
+        return None
+    return f"{year:04d}-{month:02d}-{day:02d}" if 1 <= month <= 12 and 1 <= day <= 31 else None
+
+
+def _iso_of(text: str) -> str | None:
+    for pattern in (_ISO_DATE, _MONTH_FIRST, _DAY_FIRST):
+        match = pattern.search(text)
+        if match:
+            return _iso(match)
+    return None
+
+
+def _month(name: str) -> int:
+    key = name.lower().rstrip(".")
+    return next(number for month, number in _MONTHS.items() if month.startswith(key[:3]))

@@ -1,0 +1,87 @@
+"""How search_files shows its hits: grouped by the section they sit in, under that section's headers.
+
+Each group shows the headings above its hits (with any date line or trailer that names the
+section), each hit with a line of context either side, every line at most once even where the
+context windows of adjacent hits overlap, and the call that reads the whole section. Groups come in
+the order of their best hit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tongyi_agent.tools.base import SourceRef
+from tongyi_agent.tools.sections import Section, enclosing, find_sections
+
+MAX_SHOWN_CHARS = 300
+CONTEXT = 1  # lines shown either side of a hit
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One matching line: `line` (1-based) of the file `label`, whose lines are `lines`."""
+
+    label: str
+    line: int
+    lines: Sequence[str]
+
+
+def shorten(text: str) -> str:
+    return text if len(text) <= MAX_SHOWN_CHARS else text[:MAX_SHOWN_CHARS] + " [...]"
+
+
+def render_hits(hits: Sequence[Hit]) -> tuple[list[str], list[SourceRef]]:
+    """One text block per group, and the sources shown: the hits (in the given order), then the
+    header lines that are not hits themselves."""
+    sections_of: dict[str, list[Section]] = {}
+    groups: dict[tuple[str, int | None], list[Hit]] = {}
+    for hit in hits:
+        if hit.label not in sections_of:
+            sections_of[hit.label] = find_sections(hit.label, hit.lines)
+        chain = enclosing(sections_of[hit.label], hit.line)
+        groups.setdefault((hit.label, chain[-1] if chain else None), []).append(hit)
+
+    blocks: list[str] = []
+    header_refs: list[SourceRef] = []
+    hit_lines = {(h.label, h.line) for h in hits}
+    for (label, inner), members in groups.items():
+        sections = sections_of[label]
+        lines = members[0].lines
+        headers = _header_lines(sections, inner, len(lines))
+        shown = set(headers)
+        matched = {h.line for h in members}
+        for hit in members:
+            # Blank context lines carry nothing and cost context space.
+            shown.update(n for n in range(max(1, hit.line - CONTEXT), min(len(lines), hit.line + CONTEXT) + 1)
+                         if lines[n - 1].strip() or n in matched)
+        out: list[str] = []
+        previous = None
+        for number in sorted(shown):
+            skipped = range(previous + 1, number) if previous is not None else range(0)
+            if number not in headers and any(lines[n - 1].strip() for n in skipped):
+                out.append("...")
+            sep = ":" if number in matched else "-"
+            out.append(f"{label}{sep}{number}{sep} {shorten(lines[number - 1])}")
+            previous = number
+        if inner is not None:
+            section = sections[inner]
+            out.append(f"[whole section: read_file(path=\"{label}\", start_line={section.start}, "
+                       f"end_line={section.end})]")
+        blocks.append("\n".join(out))
+        header_refs.extend(SourceRef(label, n, lines[n - 1]) for n in headers if (label, n) not in hit_lines)
+    sources = [SourceRef(h.label, h.line, h.lines[h.line - 1]) for h in hits]
+    return blocks, sources + list(dict.fromkeys(header_refs))
+
+
+def _header_lines(sections: Sequence[Section], inner: int | None, total: int) -> list[int]:
+    """Header lines of the section `inner` and of every section around it, outermost first; a
+    document title around everything (``# Changelog``) says nothing about where a hit is."""
+    chain: list[int] = []
+    index = inner
+    while index is not None:
+        section = sections[index]
+        if index == inner or not (section.start <= 5 and section.end >= total - 1):
+            chain.append(index)
+        index = section.parent
+    return [n for index in reversed(chain) for n in sections[index].header]
