@@ -60,3 +60,30 @@ def test_path_citation_without_line_uses_whole_file() -> None:
 
 def test_statements_of_absence_are_not_claims_to_verify() -> None:
     assert verify("The total revenue is not found in data/sales.csv.", [], RETURNED) == []
+
+
+def test_unsupported_claims_without_numbers_count_as_unverified() -> None:
+    # These used to be left out, which made verification_rate look better than it was.
+    sources = [RETURNED[2]]
+    evidence = verify("The billing service listens on port 8443. It is owned by Maria Okafor. "
+                      "Deployments happen through the blue green pipeline.", sources, RETURNED)
+    assert [(e.verified, e.source) for e in evidence] == [
+        (True, "services/billing.md:7"), (False, None), (False, None)]
+
+
+def test_facts_are_checked_against_every_tool_output_of_the_run() -> None:
+    # A context line of a search result names the owner; it is no SourceRef, but it was returned.
+    outputs = ["services/billing.md-6- Owner: Maria Okafor\n"
+               "services/billing.md:7: - Listens on port 8443 (HTTPS only)."]
+    [owner] = verify("It is owned by Maria Okafor.", [], RETURNED, outputs)
+    assert owner.verified and owner.source == "tool output"
+
+
+def test_the_in_loop_check_and_the_evidence_list_agree() -> None:
+    from tongyi_agent.agent.grounding import check_answer
+
+    outputs = [r.text for r in RETURNED]
+    for answer in ("Invoice latency dropped to 180 ms.", "Invoice latency dropped to 150 ms.",
+                   "The rotation starts on 3 November and billing uses port 9443."):
+        evidence = verify(answer, [], RETURNED, outputs)
+        assert check_answer(answer, outputs).grounded == all(e.verified for e in evidence), answer

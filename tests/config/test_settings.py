@@ -169,3 +169,24 @@ def test_root_must_be_a_directory(tmp_path: Path, kind: str) -> None:
     if kind == "file":
         target.write_text("x")
     assert one_line_error(root=target) == f"root '{target}' is not a directory"
+
+
+def test_grounding_mode_from_models_ini_and_env(root: Path, config_dir: Path, write: Write,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings(root).grounding == "check"
+    write(config_dir / "models.ini", "[agent]\ngrounding = off\n")
+    assert load_settings(root).grounding == "off"
+    write(root / "models.ini", "[agent]\ngrounding = check\n")  # the project's file wins, key by key
+    assert load_settings(root).grounding == "check"
+    monkeypatch.setenv("TONGYI_GROUNDING", "off")
+    assert load_settings(root).grounding == "off"
+
+
+def test_bad_grounding_values_are_one_line_errors(root: Path, write: Write, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(root / "models.ini", "[agent]\ngrounding = maybe\n")
+    assert "[agent] grounding: expected check or off, got 'maybe'" in one_line_error(root=root)
+    write(root / "models.ini", "[agent]\ngroundng = off\n")
+    assert "[agent] groundng: unknown key (did you mean 'grounding'?)" in one_line_error(root=root)
+    write(root / "models.ini", "")
+    monkeypatch.setenv("TONGYI_GROUNDING", "sometimes")
+    assert one_line_error(root=root) == "TONGYI_GROUNDING: expected check or off, got 'sometimes'"

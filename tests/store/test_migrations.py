@@ -67,6 +67,7 @@ def test_upgrade_from_m001_keeps_data(tmp_path: Path) -> None:
                                                                            ["read_file"])  # fmt: skip
         assert run.ab_arm is None
         assert run.reward() == 0.75
+        assert run.grounded is None  # recorded before the grounding check existed
 
 
 def test_failing_migration_rolls_back_and_is_not_recorded(tmp_path: Path) -> None:
@@ -82,3 +83,15 @@ def test_failing_migration_rolls_back_and_is_not_recorded(tmp_path: Path) -> Non
     assert "m900_broken" not in applied_migrations(conn)
     assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'half_done'").fetchone() is None
     conn.close()
+
+
+def test_grounded_round_trips_as_true_false_or_unknown(tmp_path: Path) -> None:
+    from tongyi_agent.store import RunRecord
+
+    with TrajectoryStore(tmp_path / "t.sqlite") as store:
+        assert "grounded" in _columns(store.connection, "runs")
+        for grounded in (True, False, None):
+            store.record_run(RunRecord(question=f"q {grounded}", answer="a", status="success", grounded=grounded),
+                             [], [])
+        assert sorted((r.question, r.grounded) for r in store.iter_runs()) == [
+            ("q False", False), ("q None", None), ("q True", True)]

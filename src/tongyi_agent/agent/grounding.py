@@ -32,8 +32,10 @@ _IDS = re.compile(
 _QUOTED = re.compile(r"``([^`]{2,})``|`([^`]{2,})`|\"([^\"]{3,})\"|“([^”]{3,})”")
 _VERSION = re.compile(r"(?<![\w.])v?(\d+(?:\.\d+)+(?:(?:a|b|rc|\.?dev|\.?post)\d*)?)(?![\w]|\.\d)", re.I)
 _NUMBER = re.compile(r"(?<![\w.,])-?(?:\d{1,3}(?:,\d{3})+|\d{2,})(?:\.\d+)?(?![\w]|[.,]\d)")
+# `path:line`, URLs, paths and file names cite where a fact is; their digits are not facts (DOIs are).
 _CITATION = re.compile(r"(?:[\w.-]+/)*[\w-]+\.[A-Za-z]\w{0,4}:\d+(?:-\d+)?|https?://\S+"
-                       r"|(?<![\w/])(?:[\w-]+/)+[\w.-]+|\b[\w-]+\.(?:md|rst|txt|csv|py|json|ya?ml|toml|ini|cfg|log|tsv)\b")
+                       r"|(?<![\w/.])(?!10\.\d{4,9}/)(?:[\w-]+/)+[\w.-]+"
+                       r"|\b[\w-]+\.(?:md|rst|txt|csv|py|json|ya?ml|toml|ini|cfg|log|tsv)\b")
 _NAME_PARTICLE = r"(?:van|von|der|den|de|da|di|du|la|le|del|dos|bin|al)"
 _MULTIWORD = re.compile(rf"\b[A-Z][\w'’-]*[a-z][\w'’-]*(?:\s+(?:{_NAME_PARTICLE}\s+)*[A-Z][\w'’-]*[a-z][\w'’-]*)+")
 _ONE_WORD = re.compile(r"\b(?:[A-Z]+[a-z]+[A-Z][A-Za-z]*|[A-Z]{2,}[a-z]{2,}[A-Za-z]*|[a-z]+[A-Z][A-Za-z]*"
@@ -126,7 +128,7 @@ class Corpus:
         return text in self.text  # quote
 
     def _has_id(self, text: str) -> bool:
-        if text in self.text:
+        if re.search(rf"(?<![\w-]){re.escape(text)}(?![\w-])", self.text):
             return True
         number = re.search(r"\d+$", text)
         prefix = re.match(r"[a-z]+", text.lstrip("#"))

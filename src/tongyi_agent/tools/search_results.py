@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tongyi_agent.tools.base import SourceRef
-from tongyi_agent.tools.sections import Section, enclosing, find_sections
+from tongyi_agent.tools.sections import Section, enclosing, find_sections, is_rule
 
 MAX_SHOWN_CHARS = 300
 CONTEXT = 1  # lines shown either side of a hit
@@ -59,7 +59,7 @@ def render_hits(hits: Sequence[Hit]) -> tuple[list[str], list[SourceRef]]:
         previous = None
         for number in sorted(shown):
             skipped = range(previous + 1, number) if previous is not None else range(0)
-            if number not in headers and any(lines[n - 1].strip() for n in skipped):
+            if number not in headers and any(lines[n - 1].strip() and not is_rule(lines[n - 1]) for n in skipped):
                 out.append("...")
             sep = ":" if number in matched else "-"
             out.append(f"{label}{sep}{number}{sep} {shorten(lines[number - 1])}")

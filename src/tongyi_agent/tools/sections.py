@@ -93,6 +93,11 @@ def find_sections(label: str, lines: Sequence[str]) -> list[Section]:
     return _nest(lines, headings, _trailers(lines))
 
 
+def is_rule(text: str) -> bool:
+    """An underline or a horizontal rule: punctuation repeated, no words."""
+    return bool(_UNDERLINE.match(text.strip()))
+
+
 def enclosing(sections: Sequence[Section], line: int) -> list[int]:
     """Indexes of the sections that contain `line`, outermost first."""
     inner = None
@@ -200,6 +205,8 @@ def _nest(lines: Sequence[str], headings: list[_Heading], trailers: list[int] | 
         while stack and sections[stack[-1]].level >= level:
             stack.pop()
         end = next((h.line - 1 for h in headings[i + 1:] if levels[h.style] <= level), len(lines))
+        while end > heading.line and not lines[end - 1].strip():
+            end -= 1
         sections.append(Section(heading.line, end, level, (heading.line, *heading.extra),
                                 stack[-1] if stack else None))
         stack.append(len(sections) - 1)

@@ -1,0 +1,124 @@
+"""Grounding: an answer's key facts checked against what the tools returned in the run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tongyi_agent.agent.dialects import NativeDialect, ReactDialect
+from tongyi_agent.agent.grounding import Corpus, Fact, GroundingGate, check_answer, key_facts
+from tongyi_agent.agent.loop import Agent, AgentSpec
+from tongyi_agent.agent.steps import ModelStep, NoteStep, ToolStep
+from tongyi_agent.llm.base import ChatResponse, ToolCall
+from tongyi_agent.llm.scripted import ScriptedModel
+from tongyi_agent.tools import default_registry
+
+CHANGELOG_HIT = (
+    "docs/CHANGES.rst-1- 2.5.0 (2025-06-18)\n"
+    "docs/CHANGES.rst:7: - Added support for ``compression.zstd``. See `PEP 784 <https://peps.python.org/pep-0784/>`_"
+    " (`#3610 <https://github.com/urllib3/urllib3/issues/3610>`__)\n"
+    "docs/CHANGES.rst:9: - Sponsored by LaunchDarkly; thanks to Hugo van Kemenade. Default VERIFY_X509_STRICT.\n"
+    "docs/CHANGES.rst:10: - 1,250 requests per second."
+)
+
+
+def kinds_of(text: str, given: str = "") -> list[tuple[str, str]]:
+    return [(f.kind, f.text) for f in key_facts(text, given)]
+
+
+def test_key_facts_of_each_kind() -> None:
+    facts = kinds_of('urllib3 2.5.0 was released on June 18, 2025; it fixed CVE-2025-50181 (issue #3615), '
+                     'cites PEP 784 and 10.1145/3597503.3639187, set "retries" to 12 and was sponsored by '
+                     'LaunchDarkly with help from Hugo van Kemenade and VERIFY_X509_STRICT.')
+    assert ("version", "2.5.0") in facts and ("date", "June 18, 2025") in facts
+    assert {("id", "CVE-2025-50181"), ("id", "issue #3615"), ("id", "PEP 784"),
+            ("id", "10.1145/3597503.3639187")} <= set(facts)
+    assert ("quote", "retries") in facts and ("number", "12") in facts
+    assert {("name", "LaunchDarkly"), ("name", "Hugo van Kemenade"), ("name", "VERIFY_X509_STRICT")} <= set(facts)
+
+
+def test_what_is_not_a_key_fact() -> None:
+    # Single digits (derived counts), sentence-opening words, citations and what the question says.
+    assert kinds_of("The Bugfixes section lists 4 entries (docs/CHANGES.rst:15).") == []
+    assert kinds_of("According to the changelog, it was not found.") == []
+    assert kinds_of("Version 2.5.0 added it.", given="What did version 2.5.0 add?") == []
+
+
+def test_supported_facts_match_across_spellings() -> None:
+    corpus = Corpus([CHANGELOG_HIT])
+    for fact in (Fact("2.5.0", "version"), Fact("2.5", "version"), Fact("June 18, 2025", "date"),
+                 Fact("18 June 2025", "date"), Fact("PEP 784", "id"), Fact("#3610", "id"), Fact("issue 3610", "id"),
+                 Fact("1250", "number"), Fact("compression.zstd", "quote"), Fact("hugo van kemenade", "name"),
+                 Fact("LaunchDarkly", "name"), Fact("VERIFY_X509_STRICT", "name")):
+        assert corpus.contains(fact), fact
+    for fact in (Fact("2.5.1", "version"), Fact("2.4.0", "version"), Fact("2025-06-19", "date"), Fact("PEP 785", "id"),
+                 Fact("#361", "id"), Fact("CVE-2025-1234", "id"), Fact("125", "number"), Fact("Guido Vranken", "name")):
+        assert not corpus.contains(fact), fact
+
+
+def test_check_answer_lists_only_the_unsupported_facts() -> None:
+    check = check_answer("urllib3 2.5.0 (June 18, 2025) added zstd support, see PEP 784; it fixed CVE-2021-44221.",
+                         [CHANGELOG_HIT], question="Which urllib3 release added zstd support?")
+    assert not check.grounded and check.unsupported_texts() == ["CVE-2021-44221"]
+    assert check_answer("It is not in the files.", []).grounded  # nothing claimed, nothing to support
+
+
+def test_gate_asks_once_then_never_again() -> None:
+    gate = GroundingGate("Which release?")
+    note = gate.retry_note("Release 7.68.1.", ["1.2.0 (2024-01-01)"], can_retry=True)
+    assert note is not None and '"7.68.1"' in note and "not found in the files" in note
+    assert gate.retry_note("Release 7.68.1.", ["1.2.0 (2024-01-01)"], can_retry=True) is None
+    assert GroundingGate("q").retry_note("Release 7.68.1.", [], can_retry=False) is None  # no budget left
+    assert GroundingGate("q", enabled=False).retry_note("Release 7.68.1.", [], can_retry=True) is None
+    assert GroundingGate("q", enabled=False).final("Release 7.68.1.", []) is None
+
+
+def search(query: str, call_id: str) -> ChatResponse:
+    return ChatResponse(content="", tool_calls=[ToolCall(call_id, "search_files", {"query": query})])
+
+
+def write_changelog(root: Path) -> None:
+    (root / "CHANGES.rst").write_text("2.5.0 (2025-06-18)\n==================\n\n- Fixed redirects via retries.\n\n"
+                                      "2.4.0 (2025-04-10)\n==================\n\n- Added verify_flags.\n")
+
+
+async def test_unsupported_first_answer_is_looked_up_and_corrected(tmp_path: Path) -> None:
+    write_changelog(tmp_path)
+    model = ScriptedModel([search("verify_flags", "c1"), "verify_flags came in release 2.3.0.",
+                           search("verify_flags release", "c2"), "verify_flags came in release 2.4.0 (2025-04-10)."])
+    result = await Agent(model, default_registry(), NativeDialect(), tmp_path).run("Which release added verify_flags?")
+    assert result.answer == "verify_flags came in release 2.4.0 (2025-04-10)."
+    assert result.grounded is True and result.unsupported == []
+    notes = [s.text for s in result.steps if isinstance(s, NoteStep)]
+    assert len(notes) == 1 and '"2.3.0"' in notes[0]
+    assert [type(s).__name__ for s in result.steps] == [
+        "ModelStep", "ToolStep", "ModelStep", "NoteStep", "ModelStep", "ToolStep", "ModelStep"]
+    assert all(e.verified for e in result.evidence)
+
+
+async def test_still_unsupported_answer_is_marked_and_the_loop_stops(tmp_path: Path) -> None:
+    write_changelog(tmp_path)
+    model = ScriptedModel(["<answer>CVE-2021-44221</answer>", "<answer>CVE-2021-44221, I am sure.</answer>"])
+    result = await Agent(model, default_registry(), ReactDialect(), tmp_path).run("Which CVE did 2.5.0 fix?")
+    assert (result.grounded, result.unsupported) == (False, ["CVE-2021-44221"])
+    assert result.model_calls == 2 and model.remaining == 0
+    assert [e.verified for e in result.evidence] == [False]
+
+
+async def test_no_retry_when_the_budget_is_spent(tmp_path: Path) -> None:
+    write_changelog(tmp_path)
+    model = ScriptedModel([search("release", "c1"), "Release 9.9.9."])
+    result = await Agent(model, default_registry(), NativeDialect(), tmp_path, AgentSpec(max_steps=2)).run("Which?")
+    assert result.model_calls == 2 and not any(isinstance(s, NoteStep) for s in result.steps)
+    assert (result.grounded, result.unsupported) == (False, ["9.9.9"])
+
+
+async def test_run_python_output_counts_as_a_tool_result(tmp_path: Path) -> None:
+    (tmp_path / "sales.csv").write_text("region,revenue\nnorth,1200\nsouth,950\n")
+    code = "import csv\nprint(sum(int(r['revenue']) for r in csv.DictReader(open('sales.csv'))))"
+    model = ScriptedModel([ChatResponse(content="", tool_calls=[ToolCall("c1", "run_python", {"code": code})]),
+                           "The total revenue is 2150."])
+    result = await Agent(model, default_registry(), NativeDialect(), tmp_path).run("Total revenue?")
+    [ran] = [s for s in result.steps if isinstance(s, ToolStep)]
+    assert "2150" in ran.result.output and "1200" not in ran.result.output
+    assert result.grounded is True and result.model_calls == 2
+    assert [type(s) for s in result.steps] == [ModelStep, ToolStep, ModelStep]

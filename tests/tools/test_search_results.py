@@ -1,0 +1,94 @@
+"""search_files output: hits grouped under their section's header lines, each line shown once."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from tongyi_agent.tools.base import ToolContext
+from tongyi_agent.tools.search_files import search_files
+
+REAL_DOCS = Path(__file__).resolve().parents[2] / "benchmarks" / "real_docs" / "docs"
+
+CHANGES = """\
+Changelog
+=========
+
+2.1.0 (2025-03-02)
+------------------
+
+- Added the retry budget.
+- Fixed a leak in the retry loop.
+- Fixed the retry delay rounding.
+
+2.0.0 (2024-11-30)
+------------------
+
+- Dropped Python 3.8.
+- Fixed a retry crash.
+"""
+
+
+def test_hits_in_one_section_share_one_header_and_adjacent_context_shows_once(tmp_path: Path) -> None:
+    (tmp_path / "CHANGES.rst").write_text(CHANGES)
+    result = search_files(ToolContext(root=tmp_path), "retry")
+    first, second = result.output.split("\n--\n")
+    # Lines 7-9 are adjacent hits: their context windows overlap, yet every line appears once.
+    assert first.splitlines() == [
+        "CHANGES.rst-4- 2.1.0 (2025-03-02)",
+        "CHANGES.rst:7: - Added the retry budget.",
+        "CHANGES.rst:8: - Fixed a leak in the retry loop.",
+        "CHANGES.rst:9: - Fixed the retry delay rounding.",
+        '[whole section: read_file(path="CHANGES.rst", start_line=4, end_line=9)]',
+    ]
+    assert second.splitlines() == [
+        "CHANGES.rst-11- 2.0.0 (2024-11-30)",
+        "CHANGES.rst-14- - Dropped Python 3.8.",
+        "CHANGES.rst:15: - Fixed a retry crash.",
+        '[whole section: read_file(path="CHANGES.rst", start_line=11, end_line=15)]',
+    ]
+    # The header lines are returned text too, so answers can cite them.
+    assert [s.label() for s in result.sources][-2:] == ["CHANGES.rst:4", "CHANGES.rst:11"]
+
+
+def test_the_hint_reads_exactly_the_section(tmp_path: Path) -> None:
+    from tongyi_agent.tools.read_file import read_file
+
+    (tmp_path / "CHANGES.rst").write_text(CHANGES)
+    ctx = ToolContext(root=tmp_path)
+    assert "start_line=11, end_line=15" in search_files(ctx, "crash").output
+    page = read_file(ctx, "CHANGES.rst", start_line=11, end_line=15).output.splitlines()
+    assert page[0] == "11: 2.0.0 (2024-11-30)" and page[-2] == "15: - Fixed a retry crash."
+
+
+def test_gaps_inside_a_section_are_marked(tmp_path: Path) -> None:
+    body = "\n".join(f"- change {n}" for n in range(1, 9))
+    (tmp_path / "NEWS.md").write_text(f"## 3.0 - 2025-01-05\n{body}\n- special fix\n- more\n- special again\n")
+    lines = search_files(ToolContext(root=tmp_path), "special").output.splitlines()
+    assert lines[:3] == ["NEWS.md-1- ## 3.0 - 2025-01-05", "...", "NEWS.md-9- - change 8"]
+    assert "NEWS.md:10: - special fix" in lines and "NEWS.md:12: - special again" in lines
+
+
+def test_csv_rows_come_under_the_header_row(tmp_path: Path) -> None:
+    (tmp_path / "budget.csv").write_text("team,quarter,budget_eur\npayments,Q3,125000\ndiscovery,Q3,98000\n")
+    output = search_files(ToolContext(root=tmp_path), "discovery").output
+    assert output.splitlines()[0] == "budget.csv-1- team,quarter,budget_eur"
+    assert "budget.csv:3: discovery,Q3,98000" in output
+
+
+def test_python_hit_shows_its_function_signature(tmp_path: Path) -> None:
+    code = "def convert(rate):\n    '''Convert money.'''\n\n    total = 0\n    total += rate * 1.19\n    return total\n"
+    (tmp_path / "money.py").write_text(code)
+    output = search_files(ToolContext(root=tmp_path), "1.19").output
+    assert output.splitlines()[0] == "money.py-1- def convert(rate):"
+    assert '[whole section: read_file(path="money.py", start_line=1, end_line=6)]' in output
+
+
+def test_real_changelog_hit_carries_its_release_header(tmp_path: Path) -> None:
+    shutil.copytree(REAL_DOCS / "urllib3", tmp_path / "urllib3")
+    output = search_files(ToolContext(root=tmp_path), "HTTPResponse.shutdown connection already released").output
+    block = output.split("\n--\n")[0].splitlines()
+    # The version and date are in the entry's header, the hit is under its Bugfixes subsection.
+    assert block[:2] == ["urllib3/CHANGES.rst-1- 2.5.0 (2025-06-18)", "urllib3/CHANGES.rst-12- Bugfixes"]
+    assert any(line.startswith("urllib3/CHANGES.rst:20:") for line in block)
+    assert block[-1] == '[whole section: read_file(path="urllib3/CHANGES.rst", start_line=12, end_line=21)]'
