@@ -12,7 +12,9 @@ Three configurations run side by side in one report:
 - ``closed``: the model alone, no tools (shows the set is not memorised);
 - ``baseline``: the agent as it was before section-aware results and the grounding check, i.e. the
   package source at commit 968d8f8 (exported with ``git archive`` and run in a child process);
-- ``issue``: the agent of this checkout (sections + grounding check, CLI defaults).
+- ``issue``: the agent with section-aware results and the grounding check (CLI defaults), i.e. the
+  package source of this checkout's HEAD commit, exported the same way (so editing the working tree
+  during a long run does not change what the remaining chunks run).
 
 Every answered question is cached as one JSON file, so an interrupted run resumes where it
 stopped. Model work runs in child processes of at most ``--chunk`` questions each, so that a lock
@@ -94,7 +96,7 @@ def is_correct(question: Question, answer: str) -> bool:
 
 # ---------------------------------------------------------------- worker (loads the model)
 
-def _worker(config: str, ids: list[str], cache: Path, model_name: str) -> None:
+def _worker(config: str, ids: list[str], cache: Path, model_name: str, commit: str) -> None:
     """Answer `ids` with `config` and cache each answer; runs in a child process."""
     from tongyi_agent.agent.steps import ToolStep
     from tongyi_agent.config import load_settings, user_cache_dir
@@ -128,7 +130,8 @@ def _worker(config: str, ids: list[str], cache: Path, model_name: str) -> None:
                           "tool_calls": [{"name": s.call.name, "arguments": s.call.arguments} for s in tools],
                           "tool_outputs": [s.result.output for s in tools if not s.skipped],
                           "grounded_in_loop": getattr(result, "grounded", None), "stop_reason": result.stop_reason}
-            record.update(id=qid, config=config, key=q.key(), seconds=round(time.monotonic() - started, 2))
+            record.update(id=qid, config=config, key=q.key(), commit=commit,
+                          seconds=round(time.monotonic() - started, 2))
             _cache_file(cache, config, q).write_text(json.dumps(record, indent=1))
             print(f"[{config}] {qid} {record['seconds']:.0f}s: {record['answer'][:100]!r}", flush=True)
 
@@ -144,24 +147,26 @@ def _cached(cache: Path, config: str, question: Question) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def _baseline_src(cache: Path) -> Path:
-    """The package source at BASELINE_COMMIT, exported once into the cache."""
-    target = cache / f"src-{BASELINE_COMMIT}"
+def _exported_src(cache: Path, commit: str) -> tuple[Path, str]:
+    """The package source at `commit`, exported once into the cache, and the commit's short hash."""
+    sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", commit], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    target = cache / f"src-{sha}"
     if not (target / "src" / "tongyi_agent").is_dir():
         target.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", BASELINE_COMMIT, "src"], check=True,
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", sha, "src"], check=True,
                                  capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
-    return target / "src"
+    return target / "src", sha
 
 
 def _run_chunks(config: str, todo: list[Question], args: argparse.Namespace) -> None:
-    src = _baseline_src(args.cache) if config == "baseline" else REPO / "src"
+    src, sha = _exported_src(args.cache, BASELINE_COMMIT if config == "baseline" else "HEAD")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")]))}
     for start in range(0, len(todo), args.chunk):
         ids = [q.id for q in todo[start:start + args.chunk]]
         command = [sys.executable, __file__, "--worker", config, "--ids", ",".join(ids),
-                   "--cache", str(args.cache), "--model", args.model]
+                   "--cache", str(args.cache), "--model", args.model, "--commit", sha]
         if args.lock_file:
             command = ["flock", args.lock_file, *command]
         done = subprocess.run(command, env=env, cwd=REPO)
@@ -236,10 +241,11 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true", help="print the report from the cache, run nothing")
     parser.add_argument("--details", action="store_true", help="also print every answer, marked right or wrong")
     parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--commit", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.worker:
-        _worker(args.worker, args.ids.split(","), args.cache, args.model)
+        _worker(args.worker, args.ids.split(","), args.cache, args.model, args.commit)
         return
     questions = load_questions()
     wanted = set(QUICK_IDS if args.quick else filter(None, args.ids.split(",")))
