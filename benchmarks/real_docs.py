@@ -176,6 +176,14 @@ def _run_chunks(config: str, todo: list[Question], args: argparse.Namespace) -> 
 
 # ---------------------------------------------------------------- report
 
+def _grounded(question: Question, record: dict, check_answer) -> bool:
+    """The loop's own verdict where it made one, else the same check applied afterwards (closed book,
+    and the baseline, which had no check)."""
+    if record.get("grounded_in_loop") is not None:
+        return record["grounded_in_loop"]
+    return check_answer(record["answer"], record["tool_outputs"], question.question).grounded
+
+
 def _marked(answer: str, grounded: bool) -> bool:
     """A wrong answer a reader can recognise: flagged as unverified, or saying it found nothing."""
     return not grounded or bool(NOT_FOUND.search(answer))
@@ -197,7 +205,7 @@ def report(questions: list[Question], cache: Path, configs: tuple[str, ...]) -> 
             print(f"{config:<10} {'0':>8}   (nothing cached yet)")
             continue
         correct = [is_correct(q, r["answer"]) for q, r in rows]
-        grounded = [check_answer(r["answer"], r["tool_outputs"]).grounded for _, r in rows]
+        grounded = [_grounded(q, r, check_answer) for q, r in rows]
         wrong = [(r, g) for (q, r), c, g in zip(rows, correct, grounded, strict=True) if not c]
         marked = sum(_marked(r["answer"], g) for r, g in wrong)
         print(f"{config:<10} {len(rows):>8} {sum(correct) / len(rows):>8.0%} {sum(grounded) / len(rows):>9.0%} "
@@ -209,8 +217,9 @@ def report(questions: list[Question], cache: Path, configs: tuple[str, ...]) -> 
             per_kind.setdefault(kind, {})[config] = f"{sum(picked)}/{len(picked)}" if picked else "-"
     print("\ncorrect by kind: " + "; ".join(
         f"{kind} " + ", ".join(f"{c} {v}" for c, v in by.items()) for kind, by in per_kind.items()))
-    print("grounded: the answer's key facts all occur in the run's tool results (agent/grounding.py); "
-          "wrong marked: wrong answers flagged unverified or saying 'not found'.")
+    print("grounded: the answer's key facts all occur in the run's tool results (agent/grounding.py; the "
+          "loop's verdict for 'issue', the same check applied afterwards for the others); wrong marked: "
+          "wrong answers flagged unverified or saying 'not found'.")
 
 
 def _kinds(questions: list[Question]) -> list[str]:
