@@ -80,7 +80,8 @@ def test_the_loop_puts_examples_between_the_system_prompt_and_the_question(tmp_p
     from tongyi_agent.agent.loop import Agent
     from tongyi_agent.llm.scripted import ScriptedModel
 
-    model = ScriptedModel(["Thought: I know the answer\nFinal Answer: 42"])
+    # "42" rests on no tool result: the grounding check asks once, and the model insists.
+    model = ScriptedModel(["Thought: I know the answer\nFinal Answer: 42"] * 2)
     agent = Agent(model, default_registry(["read_file"]), get_dialect("react"), tmp_path)
     examples, _ = render_examples([_example()], get_dialect("react"), budget_tokens=5000)
     result = agent.variant(examples=examples).run_sync("What is the answer?")

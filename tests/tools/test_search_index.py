@@ -26,7 +26,9 @@ def indexed(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> T
 
 
 def hits(ctx: ToolContext, query: str, path: str = ".") -> list[tuple[str, int]]:
-    return [(s.path, s.line) for s in search_files(ctx, query, path).sources]
+    """The matching lines (marked `path:line:` in the output), without the section headers shown above them."""
+    result = search_files(ctx, query, path)
+    return [(s.path, s.line) for s in result.sources if f"{s.path}:{s.line}: " in result.output]
 
 
 def db_file(ctx: ToolContext) -> Path:

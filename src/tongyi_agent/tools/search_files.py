@@ -16,6 +16,7 @@ from tongyi_agent.tools.walk import iter_files
 
 MAX_HITS = 20
 MAX_FILE_BYTES = 2_000_000  # larger files are data dumps, not prose or code worth scanning
+MAX_SHOWN_CHARS = 300  # a longer line is cut when shown
 # With an index: the files whose lines are scored, best BM25 first. Well above what MAX_HITS shows.
 CANDIDATE_FILES = 50
 # Below this many bytes of text under the searched folder a scan is as fast as the index
@@ -159,7 +160,7 @@ def search_files(ctx: ToolContext, query: str, path: str = ".") -> ToolResult:
                                  f"or call list_files to see which files exist")
     hits.sort(key=lambda h: (-h.score, h.label, h.line))
     shown = hits[:MAX_HITS]
-    blocks, sources = render_hits([Hit(h.label, h.line, h.lines) for h in shown])
+    blocks, sources = render_hits([Hit(h.label, h.line, h.lines) for h in shown], max_chars=MAX_SHOWN_CHARS)
     if len(hits) > MAX_HITS:
         blocks.append(f"... {len(hits) - MAX_HITS} more matching lines; use more specific words or a path")
     return ToolResult(output=note + "\n--\n".join(blocks), sources=sources)

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from tongyi_agent.tools.base import SourceRef
 from tongyi_agent.tools.sections import Section, enclosing, find_sections, is_rule
 
-MAX_SHOWN_CHARS = 300
 CONTEXT = 1  # lines shown either side of a hit
 
 
@@ -27,13 +26,13 @@ class Hit:
     lines: Sequence[str]
 
 
-def shorten(text: str) -> str:
-    return text if len(text) <= MAX_SHOWN_CHARS else text[:MAX_SHOWN_CHARS] + " [...]"
+def shorten(text: str, max_chars: int) -> str:
+    return text if len(text) <= max_chars else text[:max_chars] + " [...]"
 
 
-def render_hits(hits: Sequence[Hit]) -> tuple[list[str], list[SourceRef]]:
+def render_hits(hits: Sequence[Hit], max_chars: int = 300) -> tuple[list[str], list[SourceRef]]:
     """One text block per group, and the sources shown: the hits (in the given order), then the
-    header lines that are not hits themselves."""
+    header lines that are not hits themselves. Lines longer than `max_chars` are cut."""
     sections_of: dict[str, list[Section]] = {}
     groups: dict[tuple[str, int | None], list[Hit]] = {}
     for hit in hits:
@@ -62,7 +61,7 @@ def render_hits(hits: Sequence[Hit]) -> tuple[list[str], list[SourceRef]]:
             if number not in headers and any(lines[n - 1].strip() and not is_rule(lines[n - 1]) for n in skipped):
                 out.append("...")
             sep = ":" if number in matched else "-"
-            out.append(f"{label}{sep}{number}{sep} {shorten(lines[number - 1])}")
+            out.append(f"{label}{sep}{number}{sep} {shorten(lines[number - 1], max_chars)}")
             previous = number
         if inner is not None:
             section = sections[inner]
