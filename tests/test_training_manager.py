@@ -81,7 +81,7 @@ def _coded(tmp_path: Path, server: FakeOpenAIServer, reply: Any = None) -> tuple
     tasks = tmp_path / "tasks.jsonl"
     tasks.write_text("".join(json.dumps({"question": f"What is the code of item {i}?", "answer": f"CODE-{i}",
                                          "root": "codes"}) + "\n" for i in range(72)))  # test split >= 12
-    server.add(*[reply or _reply] * 400)
+    server.add(*[reply or _reply] * 1000)
     return TrainingManager(root), tasks
 
 

@@ -42,7 +42,8 @@ def test_feedback_confirmed_runs_are_reused_and_rated_down_ones_never(runner: Cl
     kept = items[0]["id"]
 
     before = len(openai_server.chat_requests)
-    openai_server.add(ANSWER)
+    # Answered from the worked example, not from this run's tools: the grounding check asks once; it insists.
+    openai_server.add(ANSWER, ANSWER)
     later = _ask(runner, openai_server, project, "Which port does the billing service use?", "--train", "--verbose")
     assert later["experiences"] == [kept]
     messages = openai_server.chat_requests[before]["messages"]
@@ -53,7 +54,7 @@ def test_feedback_confirmed_runs_are_reused_and_rated_down_ones_never(runner: Cl
     assert messages[-1]["content"] == "Which port does the billing service use?"
 
     # Unrecorded runs use the memory too; --verbose names the experiences shown.
-    openai_server.add(ANSWER)
+    openai_server.add(ANSWER, ANSWER)
     result = runner.invoke(app, ["--root", str(project), "--base-url", openai_server.base_url, "--model-id", "fake",
                                  "--verbose", "Which port does billing listen on?"])
     assert result.exit_code == 0, result.output
@@ -77,7 +78,7 @@ def test_feedback_confirmed_runs_are_reused_and_rated_down_ones_never(runner: Cl
 def test_memory_errors_are_one_line_exit_2(runner: CliRunner, project: Path, openai_server: FakeOpenAIServer) -> None:
     none = _memory(runner, project, "list")
     assert none.exit_code == 2 and "no training data" in none.stderr and "Traceback" not in none.output
-    openai_server.add(ANSWER)
+    openai_server.add(SEARCH, ANSWER)
     _ask(runner, openai_server, project, "Which port?", "--train")
     missing = _memory(runner, project, "show", "99")
     assert missing.exit_code == 2 and "no experience with id 99" in missing.stderr

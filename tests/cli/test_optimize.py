@@ -20,7 +20,10 @@ INSTRUCTION = "Always state the item code."
 def _reply(request: dict[str, Any]) -> dict[str, Any]:
     messages = request["messages"]
     if messages[0]["role"] == "system":  # an agent run
-        number = re.search(r"item (\d+)", messages[-1]["content"])
+        # The question, or after the grounding check's note (the answer rests on no tool result) the
+        # question before it: the fake model then gives the same answer again.
+        asked = [m["content"] for m in messages if m["role"] == "user" and "item" in (m["content"] or "")]
+        number = re.search(r"item (\d+)", asked[-1]) if asked else None
         knows = INSTRUCTION in messages[0]["content"] and number
         return {"content": f"CODE-{number.group(1)}" if knows else "I am not sure."}
     prompt = messages[-1]["content"]  # gepa's reflection request
@@ -38,7 +41,7 @@ def _setup(project: Path, server: FakeOpenAIServer, n_tasks: int = 72) -> Path:
     tasks = project.parent / "tasks.jsonl"
     tasks.write_text("".join(json.dumps({"question": f"What is the code of item {i}?", "answer": f"CODE-{i}",
                                          "root": project.name}) + "\n" for i in range(n_tasks)))
-    server.add(*[_reply] * 400)
+    server.add(*[_reply] * 1000)
     return tasks
 
 
