@@ -92,3 +92,11 @@ def test_real_changelog_hit_carries_its_release_header(tmp_path: Path) -> None:
     assert block[:2] == ["urllib3/CHANGES.rst-1- 2.5.0 (2025-06-18)", "urllib3/CHANGES.rst-12- Bugfixes"]
     assert any(line.startswith("urllib3/CHANGES.rst:20:") for line in block)
     assert block[-1] == '[whole section: read_file(path="urllib3/CHANGES.rst", start_line=12, end_line=21)]'
+
+
+def test_a_version_in_the_query_counts_as_a_word(tmp_path: Path) -> None:
+    (tmp_path / "CHANGES.rst").write_text(CHANGES)
+    # "3.8" used to split into "3" and "8", too short to count: every "python" line tied.
+    (tmp_path / "NOTES.md").write_text("# Notes\n\nPython is used for scripts.\n")
+    result = search_files(ToolContext(root=tmp_path), "Python 3.8")
+    assert result.sources[0].label() == "CHANGES.rst:14"

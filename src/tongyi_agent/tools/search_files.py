@@ -51,7 +51,8 @@ class _Query:
                 regex = timed_regex.compile(query, timed_regex.IGNORECASE)
             except (timed_regex.error, ValueError, OverflowError):
                 regex = None  # not a valid regex: the words still work
-        words = [w for w in re.findall(r"\w+", query.lower()) if len(w) >= 3 and w not in STOP_WORDS]
+        # A version ("3.8", "2.5.0") is one word: split at its dots it would be too short to count.
+        words = [w for w in re.findall(r"\d+(?:\.\d+)+|\w+", query.lower()) if len(w) >= 3 and w not in STOP_WORDS]
         if not words and regex is None:
             # Only short or stop words ("is", "C#"): search for the literal text rather than nothing.
             words = [query.strip().lower()]
