@@ -122,3 +122,9 @@ async def test_run_python_output_counts_as_a_tool_result(tmp_path: Path) -> None
     assert "2150" in ran.result.output and "1200" not in ran.result.output
     assert result.grounded is True and result.model_calls == 2
     assert [type(s) for s in result.steps] == [ModelStep, ToolStep, ModelStep]
+
+
+def test_the_retry_note_names_a_query_built_from_the_question() -> None:
+    note = GroundingGate("Which port does the billing service listen on?").retry_note(
+        "Port 9443.", [], can_retry=True)
+    assert note is not None and 'search_files with the query "port billing service listen"' in note

@@ -48,6 +48,11 @@ _NOT_NAMES = frozenset("""the a an in on at of for to by and or but it its this 
     monday tuesday wednesday thursday friday saturday sunday""".split())
 
 
+_QUERY_STOP = frozenset("""the and for are was were with that this from into have has had not but you your
+    what which who whom when where how why does did can could would should will there their they them
+    about over under some any all each per its it's according file files released release version""".split())
+
+
 @dataclass(frozen=True)
 class Fact:
     text: str  # as written in the answer
@@ -164,10 +169,17 @@ class GroundingGate:
             return None
         self.retried = True
         listed = ", ".join(f'"{t}"' for t in check.unsupported_texts())
-        return load_prompt("grounding_retry").format(facts=listed)
+        return load_prompt("grounding_retry").format(facts=listed, query=lookup_query(self.question))
 
     def final(self, answer: str, tool_outputs: list[str]) -> Grounding | None:
         return check_answer(answer, tool_outputs, self.question) if self.enabled else None
+
+
+def lookup_query(question: str, max_words: int = 6) -> str:
+    """The question's distinctive words in order, as a search query a small model can copy."""
+    words = re.findall(r"\d+(?:\.\d+)+|[\w-]+", question)
+    kept = [w for w in words if (len(w) >= 3 or w[0].isdigit()) and w.lower() not in _QUERY_STOP]
+    return " ".join(dict.fromkeys(kept[:max_words])) or question.strip()
 
 
 def _strip_number_commas(text: str) -> str:
