@@ -32,7 +32,7 @@ def _reply(request: dict[str, Any]) -> dict[str, Any]:
     return {"content": f"```\n{base}\n{INSTRUCTION}\n```" if "wrong: expected CODE-" in prompt else "```\nx\n```"}
 
 
-def _setup(project: Path, server: FakeOpenAIServer, n_tasks: int = 72) -> Path:
+def _setup(project: Path, server: FakeOpenAIServer, n_tasks: int = 72, replies: bool = True) -> Path:
     """72 tasks: enough that the held-out split has the promotion gate's minimum of 12."""
     (project / "models.ini").write_text(
         f"[models]\ndefault = fake\n\n[fake]\nprovider = openai\nbase_url = {server.base_url}\n"
@@ -41,7 +41,8 @@ def _setup(project: Path, server: FakeOpenAIServer, n_tasks: int = 72) -> Path:
     tasks = project.parent / "tasks.jsonl"
     tasks.write_text("".join(json.dumps({"question": f"What is the code of item {i}?", "answer": f"CODE-{i}",
                                          "root": project.name}) + "\n" for i in range(n_tasks)))
-    server.add(*[_reply] * 1000)
+    if replies:
+        server.add(*[_reply] * 1000)
     return tasks
 
 
@@ -145,7 +146,7 @@ def test_resume_after_a_kill_finishes_the_interrupted_run(runner: CliRunner, pro
     import sys
     import time
 
-    tasks = _setup(project, openai_server)
+    tasks = _setup(project, openai_server, replies=False)  # only slow replies: the kill must land mid-search
 
     def slow(request: dict[str, Any]) -> dict[str, Any]:
         time.sleep(0.05)  # slow enough to be killed mid-search
