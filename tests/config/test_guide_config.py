@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.trusting import trust
 from tongyi_agent.config import CheckItem, ConfigError, validate_config
 from tongyi_agent.config.ini import ini_value
 from tongyi_agent.config.training import (
@@ -154,3 +155,17 @@ def test_every_guide_key_is_a_setting_and_inert_ones_say_why() -> None:
     # use_history and history_size are read by the experience memory, so they are not inert.
     assert ("prompt_optimization", "use_history") not in INERT_KEYS
     assert ("prompt_optimization", "history_size") not in INERT_KEYS
+
+
+def test_validate_config_names_guide_keys_an_untrusted_folder_may_not_set(root: Path, config_dir: Path) -> None:
+    # A folder under research may not choose where data goes or whether runs are recorded until the
+    # user trusts it; the guide's file sets both, so the report says they were left out, and how to trust.
+    shutil.copy(GUIDE / "training_config.ini", root / "training_config.ini")
+    items = {item.name: item for item in validate_config(root)}
+    assert items["trust"].status == "warn"
+    ignored = ("so these settings were ignored: training_config.ini [training] enabled, "
+               "training_config.ini [training] training_data_path; to use them run 'tongyi-cli trust ")
+    assert ignored in items["trust"].detail
+    trust(root)
+    items = {item.name: item for item in validate_config(root)}
+    assert items["trust"] == CheckItem("trust", "pass", "trusted")

@@ -22,7 +22,7 @@ from tongyi_agent.config.training import (
     read_training_file,
     training_candidates,
 )
-from tongyi_agent.config.trust import ignored_note, root_trust
+from tongyi_agent.config.trust import Ignored, RootTrust, ignored_note, root_trust
 
 Status = Literal["pass", "warn", "fail"]
 
@@ -66,7 +66,8 @@ def validate_config(root: Path | str, config_dir: Path | None = None,
 
     # Broken files are left out above, so the remaining layers still give a useful picture.
     models = merge(layers)
-    note = ignored_note(trust, models.ignored + env_ignored)
+    training_items, training_ignored = training_checks(root_path, config_dir, merged, trust)
+    note = ignored_note(trust, models.ignored + env_ignored + training_ignored)
     items.append(CheckItem("trust", "warn", note) if note else
                  CheckItem("trust", "pass", "trusted" if trust.trusted else "not trusted; sets nothing guarded"))
     items += [_check_profile(p, merged) for p in models.profiles.values()]
@@ -92,11 +93,13 @@ def validate_config(root: Path | str, config_dir: Path | None = None,
                                f"max_steps={steps}, timeout={seconds:g}s, max_tokens={tokens}"))
     except ConfigError as err:
         items.append(CheckItem("run limits", "fail", str(err)))
-    return items + training_checks(root_path, config_dir, merged)
+    return items + training_items
 
 
-def training_checks(root: Path, config_dir: Path, env: Mapping[str, str]) -> list[CheckItem]:
-    """One item per training_config.ini, one per key set there that has no effect, then the merged result."""
+def training_checks(root: Path, config_dir: Path, env: Mapping[str, str],
+                    trust: RootTrust) -> tuple[list[CheckItem], list[Ignored]]:
+    """One item per training_config.ini, one per key set there that has no effect, then the merged
+    result; and the keys an untrusted root's file set that were left out (the trust item lists them)."""
     items: list[CheckItem] = []
     for path in training_candidates(root, config_dir):
         if not path.is_file():
@@ -117,18 +120,18 @@ def training_checks(root: Path, config_dir: Path, env: Mapping[str, str]) -> lis
             if reason:
                 items.append(CheckItem(f"[{section}] {key}", "warn", f"accepted, but has no effect: {reason}"))
     try:
-        config = load_training_config(root, config_dir, env)
+        config = load_training_config(root, config_dir, env, trust=trust)
     except ConfigError as err:
         items.append(CheckItem("training settings", "fail", str(err)))
-    else:
-        po = config.prompt_optimization
-        memory = "on" if po.use_history and config.memory.examples > 0 else "off"
-        items.append(CheckItem("training settings", "pass",
-                               f"enabled={config.enabled}, mode={config.mode}, target={po.optimization_target}, "
-                               f"iterations={po.max_iterations}, experience memory={memory} "
-                               f"(use_history={po.use_history}, history_size={po.history_size}), "
-                               f"data={config.data_dir(root)}"))
-    return items
+        return items, []
+    po = config.prompt_optimization
+    memory = "on" if po.use_history and config.memory.examples > 0 else "off"
+    items.append(CheckItem("training settings", "pass",
+                           f"enabled={config.enabled}, mode={config.mode}, target={po.optimization_target}, "
+                           f"iterations={po.max_iterations}, experience memory={memory} "
+                           f"(use_history={po.use_history}, history_size={po.history_size}), "
+                           f"data={config.data_dir(root)}"))
+    return items, config.ignored
 
 
 def _check_profile(profile: ModelProfile, env: Mapping[str, str]) -> CheckItem:
