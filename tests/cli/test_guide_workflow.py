@@ -165,3 +165,16 @@ def test_optimize_iterations_default_to_the_files_iterations(project: Path, runn
     assert result.exit_code == 0, result.output
     assert "Not promoted" in result.stdout
     assert len(proposals) == 3
+
+
+def test_guide_file_in_an_untrusted_folder_adds_no_note(project: Path, runner: CliRunner,
+                                                        openai_server: FakeOpenAIServer) -> None:
+    # The guide's `enabled` and `training_data_path` restate the defaults, so leaving them out of an
+    # untrusted folder's settings changes nothing, and no note about them is printed on each command.
+    shutil.copy(GUIDE / "training_config.ini", project / "training_config.ini")
+    openai_server.add(_reply, _reply)
+    result = runner.invoke(app, ["--root", str(project), "--base-url", openai_server.base_url, "--model-id",
+                                 "fake-model", "--train", "Which port does billing use?"])
+    assert result.exit_code == 0, result.output
+    assert "recorded as run" in result.stdout
+    assert "ignored" not in result.stderr

@@ -157,15 +157,30 @@ def test_every_guide_key_is_a_setting_and_inert_ones_say_why() -> None:
     assert ("prompt_optimization", "history_size") not in INERT_KEYS
 
 
-def test_validate_config_names_guide_keys_an_untrusted_folder_may_not_set(root: Path, config_dir: Path) -> None:
+def test_untrusted_folder_with_the_guide_file_is_noted_only_where_it_matters(root: Path, config_dir: Path,
+                                                                              write: Write) -> None:
     # A folder under research may not choose where data goes or whether runs are recorded until the
-    # user trusts it; the guide's file sets both, so the report says they were left out, and how to trust.
+    # user trusts it. The guide's file restates the defaults for both, so leaving them out changes
+    # nothing and no note is printed on every command ...
     shutil.copy(GUIDE / "training_config.ini", root / "training_config.ini")
+    assert load_training_config(root, config_dir, {}).ignored == []
+    items = {item.name: item for item in validate_config(root)}
+    assert items["trust"] == CheckItem("trust", "pass", "not trusted; sets nothing guarded")
+    # ... but the same keys with other values are left out, named, with how to trust the folder.
+    text = (GUIDE / "training_config.ini").read_text()
+    write(root / "training_config.ini", text.replace("enabled = false", "enabled = true").replace(
+        '".tongyi_training"', '"elsewhere"'))
+    config = load_training_config(root, config_dir, {})
+    assert (config.enabled, config.training.training_data_path) == (False, Path(".tongyi_training"))
     items = {item.name: item for item in validate_config(root)}
     assert items["trust"].status == "warn"
     ignored = ("so these settings were ignored: training_config.ini [training] enabled, "
                "training_config.ini [training] training_data_path; to use them run 'tongyi-cli trust ")
     assert ignored in items["trust"].detail
+    # `--train` beats the file's `enabled` anyway, so only the storage path is worth the note then.
+    assert [i.key for i in load_training_config(root, config_dir, {}, enabled=True).ignored] == [
+        "[training] training_data_path"]
     trust(root)
+    assert load_training_config(root, config_dir, {}).training.training_data_path == Path("elsewhere")
     items = {item.name: item for item in validate_config(root)}
     assert items["trust"] == CheckItem("trust", "pass", "trusted")

@@ -269,20 +269,40 @@ def load_training_config(
     trust = trust or root_trust(root, config_dir)
     files = [path for path in training_candidates(root, config_dir) if path.is_file()]
     values: dict[str, _Sourced] = {name: {} for name in SECTIONS}
-    ignored: list[Ignored] = []
+    held_back: list[tuple[Ignored, str, str, tuple[Any, str]]] = []  # (note, section, field, (raw, where))
     # Lowest priority first, so each higher layer overwrites single keys.
     for path in reversed(files):
         for section, keys in read_training_file(path).items():
             for key, raw in keys.items():
                 name = field_name(section, key)
+                where = f"{path} [{section}] {key}"
                 # An empty value only restores the default, which is always safe to allow.
                 if raw and trust.guards(path) and name in UNTRUSTED_TRAINING_KEYS.get(section, ()):
                     # Still checked: a bad value is a broken file, whether or not it would be applied.
-                    _validate(SECTIONS[section], {name: (raw, f"{path} [{section}] {key}")})
-                    ignored.append(Ignored(path, f"[{section}] {key}"))
+                    _validate(SECTIONS[section], {name: (raw, where)})
+                    held_back.append((Ignored(path, f"[{section}] {key}"), section, name, (raw, where)))
                     continue
-                values[section][name] = (raw, f"{path} [{section}] {key}")
+                values[section][name] = (raw, where)
 
+    sections = _resolve(values, env, enabled=enabled, mode=mode)
+    # A left-out key matters only when applying it would change the result: the guide's
+    # `enabled = false` and `training_data_path = ".tongyi_training"` restate the defaults (and
+    # `--train` beats the file anyway), so they are not worth a note on every command.
+    ignored: list[Ignored] = []
+    if held_back:
+        as_trusted = {section: dict(keys) for section, keys in values.items()}
+        for _, section, name, sourced in held_back:
+            as_trusted[section][name] = sourced
+        trusted = _resolve(as_trusted, env, enabled=enabled, mode=mode)
+        ignored = [note for note, section, name, _ in held_back
+                   if getattr(trusted[section], name) != getattr(sections[section], name)]
+    return TrainingConfig.model_validate({**sections, "files": files, "ignored": ignored})
+
+
+def _resolve(ini: dict[str, _Sourced], env: Mapping[str, str], *, enabled: bool | None,
+             mode: str | None) -> dict[str, _Section]:
+    """Each section validated from the INI values with the environment, then the CLI, on top."""
+    values = {section: dict(keys) for section, keys in ini.items()}
     training = values["training"]
     raw_enabled = env.get("TONGYI_TRAINING_ENABLED", "").strip()
     if raw_enabled:
@@ -297,6 +317,4 @@ def load_training_config(
         training["enabled"] = (enabled, "--train")
     if mode is not None:
         training["mode"] = (mode, "--training-mode")
-
-    sections = {name: _validate(model, values[name]) for name, model in SECTIONS.items()}
-    return TrainingConfig.model_validate({**sections, "files": files, "ignored": ignored})
+    return {name: _validate(model, values[name]) for name, model in SECTIONS.items()}
