@@ -178,3 +178,16 @@ def test_guide_file_in_an_untrusted_folder_adds_no_note(project: Path, runner: C
     assert result.exit_code == 0, result.output
     assert "recorded as run" in result.stdout
     assert "ignored" not in result.stderr
+
+
+def test_optimize_with_an_embedded_reflection_model_says_what_to_do(guided: Path, runner: CliRunner) -> None:
+    # The guide's `--optimize --optimize-iterations 50` where the reflection model is embedded: no
+    # instructions are proposed (the iterations do nothing, and it says so), and with no confirmed runs
+    # there are no demonstrations either; the report ends by saying what would give it material.
+    for i in range(12):
+        assert runner.invoke(app, ["--train", f"Which port does billing use? (take {i})"]).exit_code == 0
+    result = runner.invoke(app, ["--optimize", "--optimize-iterations", "50", "--reflection-model", "local"])
+    assert result.exit_code == 0, result.output
+    assert "--optimize-iterations has no effect; only demonstration sets are searched" in result.stderr
+    assert "Not promoted: no candidate beat the seed prompt on validation." in result.stdout
+    assert "Nothing was tried" in result.stdout and "--feedback RUN_ID 1" in result.stdout

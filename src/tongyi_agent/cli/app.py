@@ -260,6 +260,10 @@ def _optimize(settings: Settings, workspace: TrainingWorkspace, *, iterations: i
     reflection_profile = settings.profiles.get(reflection or settings.model, settings.profile)
     # An embedded model cannot reflect usefully on a whole prompt: then only demonstrations are searched.
     proposer = "none" if reflection_profile.provider == "embedded" else "rewrite"
+    if proposer == "none" and iterations:
+        err.print(f"Note: {reflection_profile.name} is an embedded model, which proposes no new instructions, so "
+                  "--optimize-iterations has no effect; only demonstration sets are searched. For instruction "
+                  "search add --reflection-model with a stronger profile (e.g. tongyi).", markup=False)
     request = OptimizeRequest(iterations=iterations or workspace.training.prompt_optimization.max_iterations,
                               budget_rollouts=budget, tasks_file=tasks, seed=seed, resume=resume, proposer=proposer)
     try:
@@ -269,7 +273,7 @@ def _optimize(settings: Settings, workspace: TrainingWorkspace, *, iterations: i
         raise fail(str(exc.args[0]) if exc.args else str(exc)) from None
     except ModelError as exc:
         raise fail(str(exc), EXIT_FAILED) from None
-    print_report(out, outcome)
+    print_report(out, outcome, instructions_searched=proposer != "none")
     return 0
 
 

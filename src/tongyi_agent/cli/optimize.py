@@ -18,7 +18,9 @@ def optimize_command(settings: Settings, workspace: TrainingWorkspace, request: 
                      reflection_profile: str | None, console: Console, verbose: bool) -> OptimizeOutcome:
     agent = build_agent(settings, cache_dir=workspace.training.data_dir(settings.root))
     reflection_model = None
-    if reflection_profile:
+    # Without instruction proposals ("none": an embedded reflection model) nothing would call it, so it
+    # is not loaded: an embedded model would take another 1 to 2 GB of memory for nothing.
+    if reflection_profile and request.proposer != "none":
         reflection_settings = load_settings(settings.root, model=reflection_profile,
                                             trust_root=settings.trust.trusted)
         reflection_model = build_model(reflection_settings.profile, reflection_settings.env,
@@ -42,7 +44,9 @@ def optimize_command(settings: Settings, workspace: TrainingWorkspace, request: 
                                        on_log=console.print if verbose else None)
 
 
-def print_report(console: Console, outcome: OptimizeOutcome) -> None:
+def print_report(console: Console, outcome: OptimizeOutcome, *, instructions_searched: bool = True) -> None:
+    """The scores, what was searched, and the decision: promoted, or not and why (with what to do
+    when there was nothing to try)."""
     report = outcome.report
     table = Table(title=f"Prompt optimization {outcome.run_id} (seed prompt {outcome.seed_version.id})",
                   title_justify="left")
@@ -70,3 +74,9 @@ def print_report(console: Console, outcome: OptimizeOutcome) -> None:
                       f"(tongyi-cli prompts show {outcome.candidate.id}).")
     else:
         console.print(f"[yellow]Not promoted[/]: {report.decision}.")
+    if not report.promoted and not instructions_searched and not (search or {}).get("pool"):
+        # Nothing was tried at all: say what would give the search something to try.
+        console.print("Nothing was tried: the embedded model proposes no new instructions, and there were no "
+                      "demonstrations. Confirm good runs with --feedback RUN_ID 1 (they become demonstrations), "
+                      "optimize on --tasks with known answers, or add --reflection-model with a stronger profile.",
+                      markup=False)
