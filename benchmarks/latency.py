@@ -307,6 +307,7 @@ def section_grammar(results: Results, budget: Budget) -> None:
             results.put(f"grammar/{mode}/{i}", {
                 "correct": q.expected.lower() in result.answer.lower(), "seconds": seconds,
                 "model_calls": result.model_calls, "malformed": malformed,
+                "output_tokens": result.usage.output_tokens, "input_tokens": result.usage.input_tokens,
                 "cited": any(s.path == q.file for s in result.sources), **before})
 
 
@@ -328,6 +329,7 @@ NPM_QUESTIONS = [
 ]
 # name -> (search_files.MAX_HITS, search_files.MAX_SHOWN_CHARS, read_file.MAX_LINES, read_file.MAX_CHARS)
 BUDGETS = {"current": None, "lean": (10, 200, 200, 8000)}
+BUDGET_LOOKUP_QUESTIONS = 6
 
 
 def section_budget(results: Results, budget: Budget) -> None:
@@ -344,9 +346,11 @@ def section_budget(results: Results, budget: Budget) -> None:
     current = (search_module.MAX_HITS, search_module.MAX_SHOWN_CHARS, read_module.MAX_LINES, read_module.MAX_CHARS)
     with tempfile.TemporaryDirectory() as tmp:
         lookup_root = Path(tmp)
-        sets = {"lookup": (lookup_root, [(q.text, q.expected, q.file) for q in make_corpus(lookup_root)])}
-        if NPM_DOCS.is_dir():
-            sets["npm"] = (NPM_DOCS, NPM_QUESTIONS)
+        # The file-lookup files are a few lines each: their observations are small under either budget,
+        # so six of them check that nothing breaks; the documentation questions are where it matters.
+        lookup = [(q.text, q.expected, q.file) for q in make_corpus(lookup_root)][:BUDGET_LOOKUP_QUESTIONS]
+        sets = {"npm": (NPM_DOCS, NPM_QUESTIONS)} if NPM_DOCS.is_dir() else {}
+        sets["lookup"] = (lookup_root, lookup)
         pending = [(name, i, arm) for name, (_, qs) in sets.items() for i in range(len(qs)) for arm in BUDGETS
                    if results.get(f"budget/{arm}/{name}/{i}") is None]
         if not pending:
@@ -373,6 +377,7 @@ def section_budget(results: Results, budget: Budget) -> None:
                 results.put(f"budget/{arm}/{name}/{i}", {
                     "correct": expected.lower() in result.answer.lower(), "seconds": time.perf_counter() - started,
                     "model_calls": result.model_calls, "input_tokens": result.usage.input_tokens,
+                    "output_tokens": result.usage.output_tokens,
                     "cited": any(s.path == file for s in result.sources), **before})
         finally:
             search_module.MAX_HITS, search_module.MAX_SHOWN_CHARS = current[:2]
@@ -451,7 +456,7 @@ def report(results: Results) -> None:
         b = statistics.mean(x["seconds"] for x in rows["on_demand"][:n])
         print(f"  ratio on-demand/always (s/q)  {b / a:.2f}")
         print()
-    for name in ("lookup", "npm"):
+    for name in ("npm", "lookup"):
         arms = {arm: [d[k] for k in sorted(d) if k.startswith(f"budget/{arm}/{name}/")] for arm in BUDGETS}
         n = min(len(v) for v in arms.values())
         if not n:
