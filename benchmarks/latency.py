@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -103,6 +104,12 @@ def cli_seconds(args: list[str], cwd: Path,
     done = subprocess.run([sys.executable, "-m", "tongyi_agent", *args], cwd=cwd, capture_output=True, text=True,
                           env=env, timeout=900)
     return time.perf_counter() - started, done
+
+
+def children_cpu() -> float:
+    """CPU seconds of finished child processes so far (user + system, all their threads)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def section_startup(results: Results) -> None:
@@ -255,11 +262,14 @@ def one_shot(question: str, expected: str, cache_dir: Path, *, enabled: bool) ->
     env = {**os.environ, "TONGYI_PROMPT_CACHE": "1" if enabled else "0", "TONGYI_PROMPT_CACHE_DIR": str(cache_dir)}
     with tempfile.TemporaryDirectory() as tmp:
         before = conditions()
+        cpu = children_cpu()
         wall, done = cli_seconds(["--root", str(DEMO), "--json", "--verbose", question], Path(tmp), env)
+        cpu = children_cpu() - cpu
     if done.returncode != 0:
         return {"error": done.stderr.strip()[-300:], "wall": wall, **before}
     data = json.loads(done.stdout)
-    return {"wall": wall, "run_seconds": data["seconds"], "correct": expected.lower() in data["answer"].lower(),
+    return {"wall": wall, "cpu_seconds": cpu, "run_seconds": data["seconds"],
+            "correct": expected.lower() in data["answer"].lower(),
             "model_calls": data["usage"]["model_calls"], "input_tokens": data["usage"]["input_tokens"],
             "cache_loaded": "prompt cache: loaded" in done.stderr, **before}
 
@@ -296,16 +306,16 @@ def section_grammar(results: Results, budget: Budget) -> None:
                              grammar=mode)
             agent = Agent(model, tools, get_dialect("react"), root, spec)
             before = conditions()
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             result = agent.run_sync(q.text)
-            seconds = time.perf_counter() - started
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
             names = set(tools.names())
             malformed = sum(1 for s in result.steps
                             if isinstance(s, ModelStep) and not s.forced and s.parsed.answer is None
                             and (s.parsed.error or not s.parsed.tool_calls
                                  or any(c.name not in names for c in s.parsed.tool_calls)))
             results.put(f"grammar/{mode}/{i}", {
-                "correct": q.expected.lower() in result.answer.lower(), "seconds": seconds,
+                "correct": q.expected.lower() in result.answer.lower(), "seconds": seconds, "cpu_seconds": cpu,
                 "model_calls": result.model_calls, "malformed": malformed,
                 "output_tokens": result.usage.output_tokens, "input_tokens": result.usage.input_tokens,
                 "cited": any(s.path == q.file for s in result.sources), **before})
@@ -372,10 +382,11 @@ def section_budget(results: Results, budget: Budget) -> None:
                 text, expected, file = questions[i]
                 agent = Agent(model, tools, get_dialect("react"), root, spec)
                 before = conditions()
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 result = agent.run_sync(text)
                 results.put(f"budget/{arm}/{name}/{i}", {
                     "correct": expected.lower() in result.answer.lower(), "seconds": time.perf_counter() - started,
+                    "cpu_seconds": time.process_time() - cpu,
                     "model_calls": result.model_calls, "input_tokens": result.usage.input_tokens,
                     "output_tokens": result.usage.output_tokens,
                     "cited": any(s.path == file for s in result.sources), **before})
@@ -439,6 +450,10 @@ def report(results: Results) -> None:
         off = statistics.median(p[0]["wall"] for p in pairs)
         on = statistics.median(p[1]["wall"] for p in pairs)
         print(f"  ratio on/off (wall median)    {on / off:.2f} ({(1 - on / off):.0%} less time)")
+        off_cpu = statistics.median(p[0]["cpu_seconds"] for p in pairs)
+        on_cpu = statistics.median(p[1]["cpu_seconds"] for p in pairs)
+        print(f"  CPU seconds median off / on   {off_cpu:.1f} / {on_cpu:.1f}, ratio {on_cpu / off_cpu:.2f} "
+              "(CPU time moves less with the load of other processes than wall time)")
         if cold and "wall" in cold:
             print(f"  first run that fills the cache {cold['wall']:.1f} s wall")
         print()
@@ -455,6 +470,14 @@ def report(results: Results) -> None:
         a = statistics.mean(x["seconds"] for x in rows["always"][:n])
         b = statistics.mean(x["seconds"] for x in rows["on_demand"][:n])
         print(f"  ratio on-demand/always (s/q)  {b / a:.2f}")
+        timed = [i for i in range(n) if "cpu_seconds" in rows["always"][i] and "cpu_seconds" in rows["on_demand"][i]]
+        if timed:
+            a_cpu = statistics.mean(rows["always"][i]["cpu_seconds"] for i in timed)
+            b_cpu = statistics.mean(rows["on_demand"][i]["cpu_seconds"] for i in timed)
+            a_out = statistics.mean(rows["always"][i]["output_tokens"] for i in timed)
+            b_out = statistics.mean(rows["on_demand"][i]["output_tokens"] for i in timed)
+            print(f"  CPU s/q always / on demand    {a_cpu:.1f} / {b_cpu:.1f}, ratio {b_cpu / a_cpu:.2f} "
+                  f"(n={len(timed)}); output tokens/q {a_out:.0f} / {b_out:.0f}")
         print()
     for name in ("npm", "lookup"):
         arms = {arm: [d[k] for k in sorted(d) if k.startswith(f"budget/{arm}/{name}/")] for arm in BUDGETS}
@@ -467,7 +490,8 @@ def report(results: Results) -> None:
             r = rows[:n]
             print(f"  {arm:<8} accuracy {sum(x['correct'] for x in r)}/{n}  cited {sum(x['cited'] for x in r)}/{n}  "
                   f"input tokens/q {statistics.mean(x['input_tokens'] for x in r):6.0f}  "
-                  f"s/q {statistics.mean(x['seconds'] for x in r):5.1f}")
+                  f"s/q {statistics.mean(x['seconds'] for x in r):5.1f}  "
+                  f"CPU s/q {statistics.mean(x['cpu_seconds'] for x in r):5.1f}")
 
 
 def main() -> None:
