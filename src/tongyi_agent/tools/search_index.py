@@ -64,7 +64,7 @@ def fts_query(words: Iterable[str]) -> str:
 
 
 class SearchIndex:
-    """The index of one root. Use `open`, then `refresh` and `candidates` (or `search`)."""
+    """The index of one root: `open` it, `refresh` it, then ask for `candidates`."""
 
     def __init__(self, db: sqlite3.Connection, root: Path, file: Path) -> None:
         self.db = db
