@@ -107,6 +107,10 @@ def test_initial_training_workflow(guided: Path, runner: CliRunner, openai_serve
     exported = runner.invoke(app, ["--export-training-data", "analysis.json"])
     assert exported.exit_code == 0, exported.output
     assert "Exported 20 runs (json) to analysis.json" in exported.stderr
+    # Written into the folder under research, where search would find the old answers: it says so.
+    assert "Note: analysis.json is inside the project folder" in exported.stderr
+    elsewhere = runner.invoke(app, ["--export-training-data", str(guided.parent / "backup.json")])
+    assert elsewhere.exit_code == 0 and "Note:" not in elsewhere.stderr
     data = json.loads((guided / "analysis.json").read_text())
     assert [i["query"] for i in data["interactions"]] == questions
     assert data["metrics"]["average_response_time"] > 0

@@ -329,6 +329,13 @@ def _training_command(root: Path, *, training_stats: bool, as_json: bool, plot: 
                                      chunk_size=chunk_size, tools_schema=tools_schema)
             err.print(f"Exported {count} {'pairs' if export_format.value == 'dpo' else 'runs'} "
                       f"({export_format.value}) to {export_path}.")
+            if _inside(export_path, workspace.root) and not _inside(export_path,
+                                                                    workspace.training.data_dir(workspace.root)):
+                # Seen on the guide's workflow: a backup written into the folder under research was
+                # found by search_files, and later answers cited the old answers stored in it.
+                err.print(f"Note: {export_path} is inside the project folder, so the agent's search tools can "
+                          "find it and cite old answers from it. Keep exports outside the folder, or list them "
+                          "in its .gitignore.", markup=False)
         if training_stats:
             training.show_stats(workspace, out, as_json=as_json, plot=plot)
         if reset_training:
@@ -338,6 +345,10 @@ def _training_command(root: Path, *, training_stats: bool, as_json: bool, plot: 
     except (StoreError, ValueError, PlotUnavailableError, OSError) as exc:
         raise fail(str(exc.args[0]) if isinstance(exc, StoreError) and exc.args else str(exc)) from None
     return 0
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
 
 
 def ask_once(settings: Settings, question: str, *, verbose: bool, as_json: bool,
