@@ -98,7 +98,7 @@ def is_correct(question: Question, answer: str) -> bool:
 
 def _worker(config: str, ids: list[str], cache: Path, model_name: str, commit: str) -> None:
     """Answer `ids` with `config` and cache each answer; runs in a child process."""
-    from tongyi_agent.agent.steps import ToolStep
+    from tongyi_agent.agent.steps import ModelStep, NoteStep, ToolStep
     from tongyi_agent.config import load_settings, user_cache_dir
 
     questions = {q.id: q for q in load_questions()}
@@ -129,7 +129,11 @@ def _worker(config: str, ids: list[str], cache: Path, model_name: str, commit: s
                 record = {"answer": result.answer, "model_calls": result.model_calls,
                           "tool_calls": [{"name": s.call.name, "arguments": s.call.arguments} for s in tools],
                           "tool_outputs": [s.result.output for s in tools if not s.skipped],
-                          "grounded_in_loop": getattr(result, "grounded", None), "stop_reason": result.stop_reason}
+                          "grounded_in_loop": getattr(result, "grounded", None), "stop_reason": result.stop_reason,
+                          # What the model said and the loop told it, step by step, for reading failures.
+                          "trace": [f"model: {s.parsed.answer if s.parsed.answer is not None else s.response.content}"
+                                    if isinstance(s, ModelStep) else f"note: {s.text}"
+                                    for s in result.steps if isinstance(s, ModelStep | NoteStep)]}
             record.update(id=qid, config=config, key=q.key(), commit=commit,
                           seconds=round(time.monotonic() - started, 2))
             _cache_file(cache, config, q).write_text(json.dumps(record, indent=1))
