@@ -183,24 +183,32 @@ def test_rate_limiter_spaces_requests(scholarly_server: ScholarlyServer, make_cl
     assert all(b - a >= 0.2 - ARRIVAL_SLACK for a, b in itertools.pairwise(times))
 
 
-def test_rate_limiter_spaces_concurrent_callers() -> None:
-    limiter = http.RateLimiter(0.1)
-    starts: list[float] = []
+def test_rate_limiter_spaces_concurrent_callers(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Callers that arrive together each reserve their own slot, min_interval apart. The clock stands
+    # still and sleeping is recorded, so scheduling delays on a loaded machine cannot blur the slots.
+    slept: list[float] = []
     lock = threading.Lock()
 
-    def call() -> None:
-        limiter.acquire()
+    def record_sleep(seconds: float) -> None:
         with lock:
-            starts.append(time.monotonic())
+            slept.append(seconds)
+
+    monkeypatch.setattr(http.time, "sleep", record_sleep)
+    limiter = http.RateLimiter(0.1, clock=lambda: 100.0)
+    waits: list[float] = []
+
+    def call() -> None:
+        wait = limiter.acquire()
+        with lock:
+            waits.append(wait)
 
     threads = [threading.Thread(target=call) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=5)
-    starts.sort()
-    assert len(starts) == 4
-    assert all(b - a >= 0.1 - 0.005 for a, b in itertools.pairwise(starts))
+    assert sorted(waits) == pytest.approx([0.0, 0.1, 0.2, 0.3])
+    assert sorted(slept) == pytest.approx([0.1, 0.2, 0.3])
 
 
 def test_size_cap(scholarly_server: ScholarlyServer, make_client) -> None:
