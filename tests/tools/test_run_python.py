@@ -7,7 +7,6 @@ vacuously. Every snippet is bounded by a wall-clock limit, so the file runs in s
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 import uuid
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.security.sandbox_attacks import processes_with
 from tongyi_agent.tools.base import Tool, ToolContext, ToolError
 from tongyi_agent.tools.run_python import run_python
 from tongyi_agent.tools.sandbox import sandbox_report
@@ -28,21 +28,6 @@ def _require(protection: str) -> None:
 
 def _ctx(root: Path, **env: str) -> ToolContext:
     return ToolContext(root=root, env=env)
-
-
-def _processes_with(marker: str) -> list[int]:
-    """PIDs whose command line contains `marker` (like `pgrep -f`, without needing procps)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if marker.encode() in cmdline:
-            found.append(int(entry))
-    return found
 
 
 def test_schema_comes_from_the_signature() -> None:
@@ -191,9 +176,9 @@ def test_no_process_outlives_the_run(ctx: ToolContext) -> None:
     assert result.ok, result.output
     assert "child alive True" in result.output  # it really ran, so its end below means something
     deadline = time.monotonic() + 3
-    while _processes_with(marker) and time.monotonic() < deadline:
+    while processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _processes_with(marker) == []
+    assert processes_with(marker) == []
 
 
 def test_a_huge_allocation_fails_with_memory_error(ctx: ToolContext) -> None:
