@@ -222,7 +222,8 @@ def test_local_controller_runs_rollouts_through_the_cli(gateway: Gateway, projec
              "TONGYI_CLI": str(Path(sys.executable).parent / "tongyi-cli"),
              "TONGYI_ROLLOUT_ARGS": f"--root {project} --offline"})
     try:
-        with FakeOpenAIServer([{"content": ANSWER}], model_ids=[MODEL]) as vllm:
+        # The agent looks the port up before answering, so the grounding check accepts the answer.
+        with FakeOpenAIServer([{"content": TOOL_CALL}, {"content": ANSWER}], model_ids=[MODEL]) as vllm:
             gateway.serve_model(vllm.base_url)
             gateway.create_rollout("r-ctl-ok", TASK, is_train=False,
                                    config={"timeout_seconds": ROLLOUT_SECONDS, "local": agent})
@@ -235,8 +236,10 @@ def test_local_controller_runs_rollouts_through_the_cli(gateway: Gateway, projec
     log = controller.output()
     assert good["status"]["state"] == "succeeded", log
     events = gateway.events("r-ctl-ok")
-    (request,) = _model_requests(events)
-    assert (request["request"]["temperature"], "logprobs" in request["request"]) == (0.7, False)  # val mode
+    requests = _model_requests(events)
+    assert len(requests) == 2
+    for request in requests:
+        assert (request["request"]["temperature"], "logprobs" in request["request"]) == (0.7, False)  # val mode
     assert events[-1]["event_type"] == "reward" and events[-1]["data"]["value"] == 1.0
     # A task without a question: tongyi-cli exits 2, the worker passes the code on, the rollout fails.
     assert bad["status"]["state"] == "failed", log
