@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.fakes.openai_server import FakeOpenAIServer
+from tests.fakes.reflection import never_better
 from tests.trusting import trust
 from tongyi_agent.training_manager import TrainingManager, get_training_manager
 
@@ -141,15 +142,7 @@ def test_iterations_default_to_the_guide_config_key(tmp_path: Path, openai_serve
                                                     argument: int | None, explored: int) -> None:
     proposals: list[str] = []
 
-    def never_better(request: dict[str, Any]) -> dict[str, Any]:
-        # Agent runs never know the code, so every proposed prompt is as bad as the seed and the
-        # search only stops at its limit of proposals; each proposal is a new text.
-        if request["messages"][0]["role"] == "system":
-            return {"content": "I am not sure."}
-        proposals.append(f"You are a research assistant, variant {len(proposals) + 1}.")
-        return {"content": f"```\n{proposals[-1]}\n```"}
-
-    manager, tasks = _coded(tmp_path, openai_server, reply=never_better)
+    manager, tasks = _coded(tmp_path, openai_server, reply=never_better(proposals))
     (manager.root / "training_config.ini").write_text("[prompt_optimization]\niterations = 2  # the guide's key\n")
     trust(manager.root)  # a changed config file needs trusting again
     agent = manager.create_optimized_agent("tongyi")

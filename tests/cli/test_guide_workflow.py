@@ -19,6 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.fakes.openai_server import FakeOpenAIServer
+from tests.fakes.reflection import never_better
 from tests.trusting import trust
 from tongyi_agent.cli.app import app
 
@@ -148,13 +149,6 @@ def test_optimize_iterations_default_to_the_files_iterations(project: Path, runn
                                                              openai_server: FakeOpenAIServer) -> None:
     proposals: list[str] = []
 
-    def never_better(request: dict[str, Any]) -> dict[str, Any]:
-        # Agent runs never find the code, so the search stops only at its limit of proposals.
-        if request["messages"][0]["role"] == "system":
-            return {"content": "I am not sure."}
-        proposals.append(f"You are a research assistant, variant {len(proposals) + 1}.")
-        return {"content": f"```\n{proposals[-1]}\n```"}
-
     (project / "models.ini").write_text(
         f"[models]\ndefault = fake\n\n[fake]\nprovider = openai\nbase_url = {openai_server.base_url}\n"
         "model_id = fake-model\nmax_retries = 0\n")
@@ -163,7 +157,7 @@ def test_optimize_iterations_default_to_the_files_iterations(project: Path, runn
     tasks = project.parent / "tasks.jsonl"
     tasks.write_text("".join(json.dumps({"question": f"What is the code of item {i}?", "answer": f"CODE-{i}"}) + "\n"
                              for i in range(16)))
-    openai_server.add(*[never_better] * 400)
+    openai_server.add(*[never_better(proposals)] * 400)
     result = runner.invoke(app, ["--root", str(project), "--optimize", "--tasks", str(tasks),
                                  "--budget-rollouts", "80"])
     assert result.exit_code == 0, result.output
