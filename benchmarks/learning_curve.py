@@ -11,7 +11,7 @@ answered under four conditions:
 1. ``none``: no learning (the packaged prompt, no examples);
 2. ``memory``: the experience memory of the first N runs (worked examples retrieved per question);
 3. ``demos``: a demonstration set searched over those experiences (random + greedy search on the
-   validation split, learn/demos.py), the same for every question;
+   validation split, learn/prompt/demos.py), the same for every question;
 4. ``both``: the demonstration set and the memory together.
 
 It prints one table per question kind (lookup, multi_hop, aggregation, which_file) and a summary
@@ -55,12 +55,12 @@ from tongyi_agent.agent.loop import Agent
 from tongyi_agent.agent.runtime import LoopRunner
 from tongyi_agent.config import load_settings
 from tongyi_agent.config.training import PromptOptimizationSettings, TrainingConfig, TrainingSettings
-from tongyi_agent.learn.demos import Demo, demo_from_experience, search_demos, with_demos
-from tongyi_agent.learn.experiments import sign_flip_p
+from tongyi_agent.learn.evaluation.experiments import sign_flip_p
+from tongyi_agent.learn.evaluation.rewards import task_reward
 from tongyi_agent.learn.lifecycle import Lifecycle
 from tongyi_agent.learn.memory import ExperienceMemory
+from tongyi_agent.learn.prompt.demos import Demo, demo_from_experience, search_demos, with_demos
 from tongyi_agent.learn.recording import RunRecorder
-from tongyi_agent.learn.rewards import task_reward
 from tongyi_agent.learn.workspace import TrainingWorkspace
 from tongyi_agent.store import ExperienceStore, TrajectoryStore
 from tongyi_agent.trace.recorder import message_dict

@@ -28,8 +28,8 @@ from tongyi_agent.agent.factory import build_agent
 from tongyi_agent.agent.prompts import load_prompt
 from tongyi_agent.agent.runtime import LoopRunner
 from tongyi_agent.config import load_settings
-from tongyi_agent.learn.optimizer import AgentRunner, Budget, Scorer, optimize_prompt, reflection_callable
-from tongyi_agent.learn.tasks import Splits, Task
+from tongyi_agent.learn.evaluation.tasks import Splits, Task
+from tongyi_agent.learn.prompt.optimizer import AgentRunner, Budget, Scorer, optimize_prompt, reflection_callable
 
 
 @dataclass

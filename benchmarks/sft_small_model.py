@@ -5,7 +5,7 @@
 2. Records runs of the teacher profile (default `local`, the 1.5B model) on the training worlds'
    questions into a project store, exactly as `--train` records them (rewards include the task's
    known answer).
-3. Runs the product's SFT pipeline (`learn/sft_run.py`, the code behind
+3. Runs the product's SFT pipeline (`learn/weights/sft_run.py`, the code behind
    `tongyi-cli --optimize --training-mode sft`) for the student profile (default `local-small`, the
    0.5B model): imitation data from the good runs, LoRA training with TRL, conversion to a GGUF
    LoRA, and the base vs adapter comparison on the evaluation world's questions, both served by
@@ -38,10 +38,10 @@ from research_world import generate_world, write_tasks
 from tongyi_agent.agent.factory import build_agent
 from tongyi_agent.agent.runtime import LoopRunner
 from tongyi_agent.config import load_settings
+from tongyi_agent.learn.evaluation.tasks import load_tasks, split_tasks
 from tongyi_agent.learn.recording import RunRecorder
-from tongyi_agent.learn.sft_run import SftEvents, SftRequest, run_sft
-from tongyi_agent.learn.sft_train import LoraSettings
-from tongyi_agent.learn.tasks import load_tasks, split_tasks
+from tongyi_agent.learn.weights.sft_run import SftEvents, SftRequest, run_sft
+from tongyi_agent.learn.weights.sft_train import LoraSettings
 from tongyi_agent.learn.workspace import TrainingWorkspace
 
 

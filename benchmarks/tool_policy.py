@@ -46,10 +46,10 @@ from tongyi_agent.config.training import (
     TrainingMode,
     TrainingSettings,
 )
+from tongyi_agent.learn.evaluation.rewards import task_reward
 from tongyi_agent.learn.lifecycle import Lifecycle
+from tongyi_agent.learn.policy.tool_policy import ARM_KEY, POLICY_KEY, PolicyKind, policy_reward
 from tongyi_agent.learn.recording import RecordedRun, RunRecorder
-from tongyi_agent.learn.rewards import task_reward
-from tongyi_agent.learn.tool_policy import ARM_KEY, POLICY_KEY, PolicyKind, policy_reward
 from tongyi_agent.learn.workspace import STORE_FILE, TrainingWorkspace
 from tongyi_agent.llm.base import ModelError
 from tongyi_agent.store import TrajectoryStore

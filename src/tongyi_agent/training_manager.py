@@ -26,11 +26,11 @@ from tongyi_agent.agent.factory import build_agent
 from tongyi_agent.agent.loop import Agent
 from tongyi_agent.agent.steps import RunResult
 from tongyi_agent.config import Settings, load_settings
-from tongyi_agent.learn.demos import apply_prompt
 from tongyi_agent.learn.lifecycle import Lifecycle
 from tongyi_agent.learn.memory import ExperienceMemory
-from tongyi_agent.learn.optimizer import NotEnoughTasksError
-from tongyi_agent.learn.prompt_run import OptimizeOutcome, OptimizeRequest, run_prompt_optimization
+from tongyi_agent.learn.prompt.demos import apply_prompt
+from tongyi_agent.learn.prompt.optimizer import NotEnoughTasksError
+from tongyi_agent.learn.prompt.prompt_run import OptimizeOutcome, OptimizeRequest, run_prompt_optimization
 from tongyi_agent.learn.recording import RunRecorder
 from tongyi_agent.learn.workspace import TrainingWorkspace
 from tongyi_agent.llm.base import ModelError

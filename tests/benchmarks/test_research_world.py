@@ -224,7 +224,7 @@ def test_cli_writes_tasks_beside_the_world(tmp_path: Path, capsys: pytest.Captur
 
 
 def test_task_file_loads_with_the_optimizers_reader(worlds: dict, tmp_path: Path) -> None:
-    from tongyi_agent.learn.tasks import load_tasks
+    from tongyi_agent.learn.evaluation.tasks import load_tasks
 
     root, tasks = worlds[2]
     path = tmp_path / "tasks.jsonl"

@@ -15,7 +15,7 @@ import pytest
 
 from tongyi_agent.agent.dialects import NativeDialect
 from tongyi_agent.agent.loop import Agent, AgentSpec
-from tongyi_agent.learn.tool_policy import ARM_KEY, FEATURES_KEY, default_arms
+from tongyi_agent.learn.policy.tool_policy import ARM_KEY, FEATURES_KEY, default_arms
 from tongyi_agent.llm.base import ChatMessage, ChatRequest, ChatResponse, ToolCall
 from tongyi_agent.llm.scripted import ScriptedModel
 from tongyi_agent.store import TrajectoryStore

@@ -19,8 +19,8 @@ from tongyi_agent.cli.app import app
 # The list: the embedded runtime, the optimizer, PDF, web, the model SDKs, the data stack.
 HEAVY = ("llama_cpp", "gepa", "pypdf", "trafilatura", "ddgs", "anthropic", "openai", "pandas", "numpy", "torch")
 # Our own layers that these commands must not reach: the agent loop, the learners, the backends.
-OURS = ("tongyi_agent.agent.loop", "tongyi_agent.learn.rewards", "tongyi_agent.learn.optimizer",
-        "tongyi_agent.learn.recording", "tongyi_agent.learn.tool_policy", "tongyi_agent.llm.openai_compat",
+OURS = ("tongyi_agent.agent.loop", "tongyi_agent.learn.evaluation.rewards", "tongyi_agent.learn.prompt.optimizer",
+        "tongyi_agent.learn.recording", "tongyi_agent.learn.policy.tool_policy", "tongyi_agent.llm.openai_compat",
         "tongyi_agent.llm.embedded")
 SRC = Path(__file__).parents[2] / "src"
 
@@ -75,6 +75,7 @@ def test_stats_and_prompt_list_of_a_real_project_load_nothing_heavy(project: Pat
 
 def test_workspace_policy_key_matches_the_tool_policy() -> None:
     # The workspace reads the tool policy's meta key without importing tool_policy (and numpy).
-    from tongyi_agent.learn import tool_policy, workspace
+    from tongyi_agent.learn import workspace
+    from tongyi_agent.learn.policy import tool_policy
 
     assert workspace.POLICY_KEY == tool_policy.POLICY_KEY

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.trusting import trust
 from tongyi_agent.cli.app import app
-from tongyi_agent.learn.tool_policy import default_arms
+from tongyi_agent.learn.policy.tool_policy import default_arms
 
 
 def _reply(request: dict[str, Any]) -> dict[str, Any]:

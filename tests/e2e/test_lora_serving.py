@@ -1,6 +1,6 @@
 """A converted GGUF LoRA served by llama-cpp-python on the real embedded model, through a profile.
 
-No training here (tests/learn/test_sft_train.py trains): the adapter's matrices are written directly,
+No training here (tests/learn/weights/test_sft_train.py trains): the adapter's matrices are written directly,
 so the test shows the serving path itself: conversion, the profile's ``lora`` key, and llama.cpp
 applying the adapter. A zero adapter must leave answers unchanged; a large random one must change them.
 """
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tongyi_agent.config.profiles import ModelProfile
-from tongyi_agent.learn.gguf_lora import base_model_info, convert_peft_adapter
+from tongyi_agent.learn.weights.gguf_lora import base_model_info, convert_peft_adapter
 from tongyi_agent.llm.base import ChatMessage, ChatRequest
 from tongyi_agent.llm.registry import build_model
 from tongyi_agent.llm.weights import WEIGHT_SETS, ensure_weights

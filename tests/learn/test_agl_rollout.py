@@ -25,7 +25,7 @@ from tongyi_agent.learn.agl_rollout import (
     post_reward,
     reward_event,
 )
-from tongyi_agent.learn.rewards import Reward
+from tongyi_agent.learn.evaluation.rewards import Reward
 from tongyi_agent.learn.workspace import TrainingWorkspace
 from tongyi_agent.store import ExperienceStore, TrajectoryStore
 

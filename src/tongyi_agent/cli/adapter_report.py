@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tongyi_agent.cli.console import EXIT_FAILED, fail
-from tongyi_agent.learn.adapter_run import Verdict
+from tongyi_agent.learn.weights.adapter_run import Verdict
 
 Report = TypeVar("Report")
 
@@ -46,11 +46,11 @@ class TrainingBars:
 
 def run_reporting_errors(train: Callable[[], Report]) -> Report:
     """Expected failures become one line on stderr: exit 2, or 1 when the model itself failed."""
-    from tongyi_agent.learn.adapter_run import AdapterRunError
-    from tongyi_agent.learn.gguf_lora import AdapterConversionError
-    from tongyi_agent.learn.optimizer import NotEnoughTasksError
-    from tongyi_agent.learn.sft_train import TrainingUnavailableError
-    from tongyi_agent.learn.tasks import TaskFileError
+    from tongyi_agent.learn.evaluation.tasks import TaskFileError
+    from tongyi_agent.learn.prompt.optimizer import NotEnoughTasksError
+    from tongyi_agent.learn.weights.adapter_run import AdapterRunError
+    from tongyi_agent.learn.weights.gguf_lora import AdapterConversionError
+    from tongyi_agent.learn.weights.sft_train import TrainingUnavailableError
     from tongyi_agent.llm.base import ModelError
     from tongyi_agent.store import StoreError
 

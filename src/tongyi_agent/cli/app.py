@@ -242,9 +242,9 @@ def _optimize(settings: Settings, workspace: TrainingWorkspace, *, iterations: i
               min_reward: float | None = None, grpo: bool = False, grpo_steps: int | None = None) -> int:
     from tongyi_agent.cli.optimize import optimize_command, print_report
     from tongyi_agent.config import ConfigError
-    from tongyi_agent.learn.optimizer import NotEnoughTasksError
-    from tongyi_agent.learn.prompt_run import OptimizeRequest
-    from tongyi_agent.learn.tasks import TaskFileError
+    from tongyi_agent.learn.evaluation.tasks import TaskFileError
+    from tongyi_agent.learn.prompt.optimizer import NotEnoughTasksError
+    from tongyi_agent.learn.prompt.prompt_run import OptimizeRequest
     from tongyi_agent.llm.base import ModelError
     from tongyi_agent.store import StoreError
 
@@ -281,7 +281,7 @@ def _optimize_policy(settings: Settings, workspace: TrainingWorkspace, *, grpo: 
                      grpo_steps: int | None = None, tasks: Path | None = None, resume: bool = False,
                      seed: int = 0) -> int:
     from tongyi_agent.cli.grpo import check_grpo, optimize_grpo
-    from tongyi_agent.learn.policy_run import optimize_tool_policy
+    from tongyi_agent.learn.policy.policy_run import optimize_tool_policy
     from tongyi_agent.tools import default_registry
 
     if grpo:

@@ -14,8 +14,8 @@ from rich.console import Console
 from tongyi_agent.cli.adapter_report import TrainingBars, duration, print_verdict, run_reporting_errors
 from tongyi_agent.cli.console import err, fail, out
 from tongyi_agent.config import Settings
-from tongyi_agent.learn.grpo_run import GrpoError, GrpoEvents, GrpoReport, GrpoRequest, check_profile, run_grpo
-from tongyi_agent.learn.grpo_train import GrpoTrainSettings
+from tongyi_agent.learn.weights.grpo_run import GrpoError, GrpoEvents, GrpoReport, GrpoRequest, check_profile, run_grpo
+from tongyi_agent.learn.weights.grpo_train import GrpoTrainSettings
 from tongyi_agent.learn.workspace import TrainingWorkspace
 
 

@@ -8,8 +8,8 @@ from rich.table import Table
 
 from tongyi_agent.agent.factory import build_agent
 from tongyi_agent.config import Settings, load_settings, user_cache_dir
-from tongyi_agent.learn.optimizer import Budget
-from tongyi_agent.learn.prompt_run import OptimizeOutcome, OptimizeRequest, run_prompt_optimization
+from tongyi_agent.learn.prompt.optimizer import Budget
+from tongyi_agent.learn.prompt.prompt_run import OptimizeOutcome, OptimizeRequest, run_prompt_optimization
 from tongyi_agent.learn.workspace import TrainingWorkspace
 from tongyi_agent.llm.registry import build_model
 

@@ -215,7 +215,7 @@ def experiment(version_id: Annotated[str, typer.Argument(metavar="ID", help="Can
     """
     from tongyi_agent.agent.prompts import default_components
     from tongyi_agent.config import ConfigError
-    from tongyi_agent.learn.experiments import ExperimentManager
+    from tongyi_agent.learn.evaluation.experiments import ExperimentManager
     from tongyi_agent.learn.workspace import TrainingWorkspace
     from tongyi_agent.store import PromptStore, StoreError
 

@@ -17,9 +17,9 @@ from tongyi_agent.agent.steps import RunResult, Step
 from tongyi_agent.cli.render import step_line
 from tongyi_agent.config import ConfigError, Settings
 from tongyi_agent.config.training import MemorySettings
-from tongyi_agent.learn.demos import DEMOS_COMPONENT, apply_prompt, demos_from_text
 from tongyi_agent.learn.lifecycle import Lifecycle
 from tongyi_agent.learn.memory import ExperienceMemory
+from tongyi_agent.learn.prompt.demos import DEMOS_COMPONENT, apply_prompt, demos_from_text
 from tongyi_agent.learn.recording import RunRecorder
 from tongyi_agent.learn.workspace import TrainingWorkspace
 from tongyi_agent.llm.base import ChatMessage

@@ -9,8 +9,8 @@ from rich.console import Console
 from tongyi_agent.cli.adapter_report import TrainingBars, duration, print_verdict, run_reporting_errors
 from tongyi_agent.cli.console import err, out
 from tongyi_agent.config import Settings
-from tongyi_agent.learn.sft_run import SftEvents, SftReport, SftRequest, run_sft
-from tongyi_agent.learn.sft_train import LoraSettings
+from tongyi_agent.learn.weights.sft_run import SftEvents, SftReport, SftRequest, run_sft
+from tongyi_agent.learn.weights.sft_train import LoraSettings
 from tongyi_agent.learn.workspace import TrainingWorkspace
 
 

@@ -26,11 +26,11 @@ from tongyi_agent.agent.loop import Agent
 from tongyi_agent.agent.runtime import LoopRunner
 from tongyi_agent.agent.steps import RunResult
 from tongyi_agent.config import ModelProfile, Settings
-from tongyi_agent.learn.demos import apply_prompt
+from tongyi_agent.learn.evaluation.rewards import Reward
+from tongyi_agent.learn.evaluation.tasks import Task, TaskFileError, load_tasks, task_from_dict
 from tongyi_agent.learn.memory import ExperienceMemory
+from tongyi_agent.learn.prompt.demos import apply_prompt
 from tongyi_agent.learn.recording import RunRecorder, rewards_for
-from tongyi_agent.learn.rewards import Reward
-from tongyi_agent.learn.tasks import Task, TaskFileError, load_tasks, task_from_dict
 from tongyi_agent.learn.workspace import TrainingWorkspace
 from tongyi_agent.llm.openai_compat import OpenAICompatBackend
 

@@ -17,12 +17,9 @@ from typing import Any
 import numpy as np
 
 from tongyi_agent.agent.loop import Agent
-from tongyi_agent.learn.demos import apply_prompt
-from tongyi_agent.learn.experiments import ExperimentManager
+from tongyi_agent.learn.evaluation.experiments import ExperimentManager
 from tongyi_agent.learn.memory import ExperienceMemory
-from tongyi_agent.learn.recording import RecordedRun
-from tongyi_agent.learn.schedule import check_triggers, start_background
-from tongyi_agent.learn.tool_policy import (
+from tongyi_agent.learn.policy.tool_policy import (
     PolicyArm,
     PolicyStore,
     default_arms,
@@ -32,6 +29,9 @@ from tongyi_agent.learn.tool_policy import (
     run_policy_metadata,
     run_quality,
 )
+from tongyi_agent.learn.prompt.demos import apply_prompt
+from tongyi_agent.learn.recording import RecordedRun
+from tongyi_agent.learn.schedule import check_triggers, start_background
 from tongyi_agent.learn.workspace import TrainingWorkspace
 from tongyi_agent.store import TrajectoryStore, new_run_id
 from tongyi_agent.store.prompts import PromptStore, PromptVersion

@@ -27,7 +27,7 @@ from tongyi_agent.agent.dialects import DIALECTS, get_dialect
 from tongyi_agent.agent.examples import INTRO, WorkedExample, message_chars, render_examples
 from tongyi_agent.agent.loop import Agent
 from tongyi_agent.config.training import TrainingConfig
-from tongyi_agent.learn.tasks import CONFIRMED as CONFIRMED_FEEDBACK
+from tongyi_agent.learn.evaluation.tasks import CONFIRMED as CONFIRMED_FEEDBACK
 from tongyi_agent.llm.base import ChatResponse, ToolCall
 from tongyi_agent.store import USER_FEEDBACK, Experience, ExperienceStore, RunRecord, SpanRecord, TrajectoryStore
 

@@ -17,7 +17,7 @@ from tongyi_agent.agent.routing import run_with_fallback
 from tongyi_agent.agent.steps import RunResult
 from tongyi_agent.config.profiles import ModelProfile
 from tongyi_agent.config.training import TrainingConfig
-from tongyi_agent.learn.rewards import Reward, compute_rewards
+from tongyi_agent.learn.evaluation.rewards import Reward, compute_rewards
 from tongyi_agent.llm.base import ChatMessage, ModelError
 from tongyi_agent.store import RewardRecord, RunRecord, SpanRecord, TrajectoryStore
 from tongyi_agent.trace.recorder import Recorder, RecordingModel, RecordingRegistry

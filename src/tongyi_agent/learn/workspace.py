@@ -11,7 +11,7 @@ from tongyi_agent.config.environment import env_layers
 from tongyi_agent.config.settings import resolve_root, user_config_dir
 from tongyi_agent.config.training import TrainingConfig, load_training_config
 from tongyi_agent.config.trust import Ignored, RootTrust, root_trust
-from tongyi_agent.learn.experiments import ExperimentManager
+from tongyi_agent.learn.evaluation.experiments import ExperimentManager
 from tongyi_agent.learn.schedule import schedule_status
 from tongyi_agent.store import (
     ExperienceStore,
@@ -135,7 +135,7 @@ def _policy_summary(store: TrajectoryStore) -> list[dict[str, Any]]:
     raw = store.get_meta(POLICY_KEY)
     if not raw:
         return []
-    from tongyi_agent.learn.tool_policy import PolicyArm, PolicyStore
+    from tongyi_agent.learn.policy.tool_policy import PolicyArm, PolicyStore
 
     try:
         data = json.loads(raw)

@@ -16,9 +16,10 @@ from pathlib import Path
 from tongyi_agent.agent.loop import Agent
 from tongyi_agent.agent.prompts import default_components
 from tongyi_agent.agent.runtime import LoopRunner
-from tongyi_agent.learn.demos import DEMOS_COMPONENT, demo_from_experience, demos_from_text, demos_to_text
-from tongyi_agent.learn.experiments import ExperimentManager
-from tongyi_agent.learn.optimizer import (
+from tongyi_agent.learn.evaluation.experiments import ExperimentManager
+from tongyi_agent.learn.evaluation.tasks import Task, load_tasks, split_tasks, tasks_from_runs
+from tongyi_agent.learn.prompt.demos import DEMOS_COMPONENT, demo_from_experience, demos_from_text, demos_to_text
+from tongyi_agent.learn.prompt.optimizer import (
     AgentRunner,
     Budget,
     OptimizationReport,
@@ -27,7 +28,6 @@ from tongyi_agent.learn.optimizer import (
     reflection_callable,
 )
 from tongyi_agent.learn.schedule import OptimizationLock
-from tongyi_agent.learn.tasks import Task, load_tasks, split_tasks, tasks_from_runs
 from tongyi_agent.learn.workspace import TrainingWorkspace
 from tongyi_agent.llm.base import ChatModel
 from tongyi_agent.store import ExperienceStore, StoreError

@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tongyi_agent.config import Settings, user_cache_dir
-from tongyi_agent.learn.adapter_run import (
+from tongyi_agent.learn.evaluation.tasks import split_tasks
+from tongyi_agent.learn.prompt.optimizer import NotEnoughTasksError
+from tongyi_agent.learn.prompt.prompt_run import gather_tasks
+from tongyi_agent.learn.weights.adapter_run import (
     AdapterRunError,
     Verdict,
     exclusive,
@@ -26,12 +29,9 @@ from tongyi_agent.learn.adapter_run import (
     require_open_weights,
     start,
 )
-from tongyi_agent.learn.grpo_data import build_grpo_dataset
-from tongyi_agent.learn.grpo_train import GrpoOutcome, GrpoTrainSettings, prompt_tokens, train_grpo
-from tongyi_agent.learn.optimizer import NotEnoughTasksError
-from tongyi_agent.learn.prompt_run import gather_tasks
-from tongyi_agent.learn.sft_train import load_base, require_training_modules, with_lora
-from tongyi_agent.learn.tasks import split_tasks
+from tongyi_agent.learn.weights.grpo_data import build_grpo_dataset
+from tongyi_agent.learn.weights.grpo_train import GrpoOutcome, GrpoTrainSettings, prompt_tokens, train_grpo
+from tongyi_agent.learn.weights.sft_train import load_base, require_training_modules, with_lora
 from tongyi_agent.learn.workspace import TrainingWorkspace
 from tongyi_agent.llm.weights import WEIGHT_SETS, ensure_weights
 

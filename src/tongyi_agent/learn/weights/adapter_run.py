@@ -17,10 +17,10 @@ from statistics import mean
 from typing import Any
 
 from tongyi_agent.config import Settings
-from tongyi_agent.learn.adapter_gate import EvalProgress, gate_adapter, promote_adapter
-from tongyi_agent.learn.gguf_lora import base_model_info, convert_peft_adapter
+from tongyi_agent.learn.evaluation.tasks import Task
 from tongyi_agent.learn.schedule import OptimizationLock
-from tongyi_agent.learn.tasks import Task
+from tongyi_agent.learn.weights.adapter_gate import EvalProgress, gate_adapter, promote_adapter
+from tongyi_agent.learn.weights.gguf_lora import base_model_info, convert_peft_adapter
 from tongyi_agent.learn.workspace import TrainingWorkspace
 from tongyi_agent.store import StoreError
 

@@ -12,7 +12,7 @@ import pytest
 gguf = pytest.importorskip("gguf")
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
 
-from tongyi_agent.learn.gguf_lora import (  # noqa: E402
+from tongyi_agent.learn.weights.gguf_lora import (  # noqa: E402
     AdapterConversionError,
     base_model_info,
     convert_peft_adapter,

@@ -9,7 +9,7 @@ import pytest
 
 from tests.store.factories import make_run
 from tongyi_agent.config.training import ExperimentsSettings
-from tongyi_agent.learn.experiments import (
+from tongyi_agent.learn.evaluation.experiments import (
     EXPERIMENT_KEY,
     HISTORY_KEY,
     Experiment,

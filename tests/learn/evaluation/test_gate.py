@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tongyi_agent.learn.experiments import sign_flip_p
-from tongyi_agent.learn.gate import MIN_TASKS, paired_gate
+from tongyi_agent.learn.evaluation.experiments import sign_flip_p
+from tongyi_agent.learn.evaluation.gate import MIN_TASKS, paired_gate
 
 
 def test_a_clear_win_on_enough_tasks_is_promoted_and_reported() -> None:

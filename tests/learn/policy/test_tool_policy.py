@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tongyi_agent.learn.tool_policy import (
+from tongyi_agent.learn.policy.tool_policy import (
     ARM_KEY,
     FEATURE_DIM,
     FEATURE_NAMES,

@@ -1,6 +1,6 @@
 """GRPO: prompts from a real SQLite store, the reward functions, and a real TRL GRPOTrainer toy run.
 
-The toy run trains LoRA on the tiny random Qwen2 of tests/learn/tiny_lm.py (a vocabulary that
+The toy run trains LoRA on the tiny random Qwen2 of tests/learn/weights/tiny_lm.py (a vocabulary that
 includes the ReAct answer words, so some sampled completions do answer) and converts the adapter
 to GGUF, as `--optimize --training-mode rl --grpo` does with the embedded model.
 """
@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from tongyi_agent.learn.grpo_data import build_grpo_dataset
-from tongyi_agent.learn.grpo_train import answer_format, reward_functions, task
-from tongyi_agent.learn.tasks import Task
+from tongyi_agent.learn.evaluation.tasks import Task
+from tongyi_agent.learn.weights.grpo_data import build_grpo_dataset
+from tongyi_agent.learn.weights.grpo_train import answer_format, reward_functions, task
 from tongyi_agent.store import RewardRecord, RunRecord, SpanRecord, TrajectoryStore
 
 SYSTEM = {"role": "system", "content": "You are a careful research assistant.\nUse exactly this format: ..."}
@@ -145,10 +145,10 @@ def test_grpo_toy_run_rewards_with_our_functions_and_converts_to_gguf(tmp_path: 
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("trl")
     np = pytest.importorskip("numpy")
-    from tests.learn.tiny_lm import WORDS, base_info, tiny_model, tiny_tokenizer
-    from tongyi_agent.learn import grpo_train
-    from tongyi_agent.learn.gguf_lora import convert_peft_adapter, read_gguf_lora
-    from tongyi_agent.learn.sft_train import with_lora
+    from tests.learn.weights.tiny_lm import WORDS, base_info, tiny_model, tiny_tokenizer
+    from tongyi_agent.learn.weights import grpo_train
+    from tongyi_agent.learn.weights.gguf_lora import convert_peft_adapter, read_gguf_lora
+    from tongyi_agent.learn.weights.sft_train import with_lora
 
     calls: list[dict[str, Any]] = []
 

@@ -4,7 +4,7 @@ The `gepa` package drives the search: it runs a candidate system prompt on a min
 tasks, shows a reflection model the trajectories with their scores and failures, takes the improved
 prompt it proposes, and keeps a Pareto front over the validation tasks. We own everything around it:
 the adapter that runs our agent, the rollout budget, and the decision. A candidate is activated only
-if it passes the one promotion gate (learn/gate.py) against the active prompt on the held-out test
+if it passes the one promotion gate (learn/evaluation/gate.py) against the active prompt on the held-out test
 tasks; otherwise it is kept as a candidate and the report says so.
 """
 
@@ -20,7 +20,10 @@ from typing import Any
 from tongyi_agent.agent.loop import Agent
 from tongyi_agent.agent.runtime import LoopRunner
 from tongyi_agent.agent.steps import RunResult, ToolStep
-from tongyi_agent.learn.demos import (
+from tongyi_agent.learn.evaluation.gate import GateReport, paired_gate
+from tongyi_agent.learn.evaluation.rewards import compute_rewards, task_reward
+from tongyi_agent.learn.evaluation.tasks import Splits, Task
+from tongyi_agent.learn.prompt.demos import (
     DEMOS_COMPONENT,
     Demo,
     DemoSearchResult,
@@ -30,9 +33,6 @@ from tongyi_agent.learn.demos import (
     search_demos,
     with_demos,
 )
-from tongyi_agent.learn.gate import GateReport, paired_gate
-from tongyi_agent.learn.rewards import compute_rewards, task_reward
-from tongyi_agent.learn.tasks import Splits, Task
 from tongyi_agent.llm.base import ChatMessage, ChatModel, ChatRequest, ModelError
 
 MIN_TASKS = 10
@@ -237,7 +237,7 @@ class OptimizationReport:
     best_prompt: str
     iterations: int
     splits: dict[str, int] = field(default_factory=dict)
-    gate: dict[str, Any] | None = None  # the held-out GateReport (learn/gate.py); None when nothing was judged
+    gate: dict[str, Any] | None = None  # the held-out GateReport (learn/evaluation/gate.py); None if nothing was judged
     best_demos: list[Demo] = field(default_factory=list)  # the best candidate's demonstration set
     demo_search: dict[str, Any] | None = None  # pool, bootstrapped, sets_tried, validation scores
 
@@ -253,7 +253,7 @@ def optimize_prompt(runner: AgentRunner, seed_prompt: str, splits: Splits, *, re
     A candidate is the instructions plus a demonstration set. `proposer`: "rewrite" lets gepa's
     reflection rewrite the whole prompt (strong reflection models); "rule" asks for one new rule
     per proposal (see rule_proposer); "none" keeps the instructions and searches demonstrations
-    only (no reflection model needed). With `demos`, the demonstration search (learn/demos.py)
+    only (no reflection model needed). With `demos`, the demonstration search (learn/prompt/demos.py)
     follows, over `demo_pool` plus demonstrations bootstrapped from correct training rollouts."""
     import random
 

@@ -1,6 +1,6 @@
 """LoRA training with TRL on a tiny random Qwen2, then the adapter converted to GGUF and read back.
 
-The tiny model and tokenizer (tests/learn/tiny_lm.py) need no downloaded weights; training takes seconds.
+The tiny model and tokenizer (tests/learn/weights/tiny_lm.py) need no downloaded weights; training takes seconds.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import pytest
 pytest.importorskip("trl")
 torch = pytest.importorskip("torch")
 
-from tests.learn.tiny_lm import base_info, tiny_model, tiny_tokenizer  # noqa: E402
-from tongyi_agent.learn.gguf_lora import convert_peft_adapter, read_gguf_lora  # noqa: E402
-from tongyi_agent.learn.sft_train import (  # noqa: E402
+from tests.learn.weights.tiny_lm import base_info, tiny_model, tiny_tokenizer  # noqa: E402
+from tongyi_agent.learn.weights.gguf_lora import convert_peft_adapter, read_gguf_lora  # noqa: E402
+from tongyi_agent.learn.weights.sft_train import (  # noqa: E402
     LoraSettings,
     count_tokens,
     estimate_seconds,

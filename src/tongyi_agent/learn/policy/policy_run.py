@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tongyi_agent.learn.tool_policy import PolicyStore, batch_update, default_arms
+from tongyi_agent.learn.policy.tool_policy import PolicyStore, batch_update, default_arms
 from tongyi_agent.learn.workspace import TrainingWorkspace
 
 

@@ -29,8 +29,8 @@ from typing import Any
 
 from tongyi_agent.agent.dialects import Dialect, get_dialect
 from tongyi_agent.agent.steps import RunResult
-from tongyi_agent.learn.rewards import task_reward
-from tongyi_agent.learn.sft_train import (
+from tongyi_agent.learn.evaluation.rewards import task_reward
+from tongyi_agent.learn.weights.sft_train import (
     LoraSettings,
     ProgressFn,
     TrainOutcome,

@@ -2,7 +2,7 @@
 
 SFT and GRPO train differently but must be judged alike: the embedded model *with* the adapter
 against the same model *without* it, on the same held-out test tasks, through the one promotion gate
-that prompt optimization uses too (learn/gate.py). Promotion writes a profile
+that prompt optimization uses too (learn/evaluation/gate.py). Promotion writes a profile
 ``<base>-<suffix>`` (base weights + ``lora = adapter``) into the user's models.ini, so the adapter is
 used by choosing that profile and undone by not choosing it.
 """
@@ -19,10 +19,10 @@ from tongyi_agent.agent.runtime import LoopRunner
 from tongyi_agent.config import Settings
 from tongyi_agent.config.profile_writer import upsert_profile
 from tongyi_agent.config.profiles import ModelProfile
-from tongyi_agent.learn.demos import DEMOS_COMPONENT
-from tongyi_agent.learn.gate import GateReport, paired_gate
-from tongyi_agent.learn.optimizer import AgentRunner, Budget, Scorer
-from tongyi_agent.learn.tasks import Task
+from tongyi_agent.learn.evaluation.gate import GateReport, paired_gate
+from tongyi_agent.learn.evaluation.tasks import Task
+from tongyi_agent.learn.prompt.demos import DEMOS_COMPONENT
+from tongyi_agent.learn.prompt.optimizer import AgentRunner, Budget, Scorer
 from tongyi_agent.learn.workspace import TrainingWorkspace
 
 EvalProgress = Callable[[str, int, int], None]  # (arm "base" | "adapter", tasks done, tasks)

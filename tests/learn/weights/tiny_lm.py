@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tongyi_agent.learn.gguf_lora import BaseModelInfo
+from tongyi_agent.learn.weights.gguf_lora import BaseModelInfo
 
 WORDS = ("which", "port", "does", "billing", "use", "?", "the", "answer", "is", "9090", "search", "first",
          "you", "are", "careful", "system", "user", "assistant")

@@ -9,9 +9,9 @@ from pathlib import Path
 from tongyi_agent.agent.dialects import NativeDialect
 from tongyi_agent.agent.examples import INTRO
 from tongyi_agent.agent.loop import Agent
-from tongyi_agent.learn.demos import DEMOS_COMPONENT, apply_prompt, demos_from_text, demos_to_text, search_demos
-from tongyi_agent.learn.optimizer import AgentRunner, Budget, Scorer, optimize_prompt
-from tongyi_agent.learn.tasks import Task, split_tasks
+from tongyi_agent.learn.evaluation.tasks import Task, split_tasks
+from tongyi_agent.learn.prompt.demos import DEMOS_COMPONENT, apply_prompt, demos_from_text, demos_to_text, search_demos
+from tongyi_agent.learn.prompt.optimizer import AgentRunner, Budget, Scorer, optimize_prompt
 from tongyi_agent.llm.base import ChatMessage, ChatRequest, ChatResponse, ToolCall, Usage
 from tongyi_agent.llm.scripted import ScriptedModel
 from tongyi_agent.tools import default_registry

@@ -10,14 +10,14 @@ import pytest
 
 from tongyi_agent.agent.dialects import NativeDialect
 from tongyi_agent.agent.loop import Agent
-from tongyi_agent.learn.optimizer import (
+from tongyi_agent.learn.evaluation.tasks import Task, split_tasks
+from tongyi_agent.learn.prompt.optimizer import (
     AgentRunner,
     Budget,
     NotEnoughTasksError,
     Scorer,
     optimize_prompt,
 )
-from tongyi_agent.learn.tasks import Task, split_tasks
 from tongyi_agent.llm.base import ChatMessage, ChatRequest, ChatResponse, Usage
 from tongyi_agent.tools import FILE_TOOLS, default_registry
 

@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tongyi_agent.config import Settings, user_cache_dir
-from tongyi_agent.learn.adapter_run import (
+from tongyi_agent.learn.evaluation.tasks import split_tasks
+from tongyi_agent.learn.prompt.optimizer import NotEnoughTasksError
+from tongyi_agent.learn.prompt.prompt_run import gather_tasks
+from tongyi_agent.learn.weights.adapter_run import (
     AdapterRunError,
     Verdict,
     exclusive,
@@ -25,10 +28,8 @@ from tongyi_agent.learn.adapter_run import (
     require_open_weights,
     start,
 )
-from tongyi_agent.learn.optimizer import NotEnoughTasksError
-from tongyi_agent.learn.prompt_run import gather_tasks
-from tongyi_agent.learn.sft_data import build_sft_dataset, write_jsonl
-from tongyi_agent.learn.sft_train import (
+from tongyi_agent.learn.weights.sft_data import build_sft_dataset, write_jsonl
+from tongyi_agent.learn.weights.sft_train import (
     LoraSettings,
     TrainOutcome,
     count_tokens,
@@ -40,7 +41,6 @@ from tongyi_agent.learn.sft_train import (
     train_lora,
     with_lora,
 )
-from tongyi_agent.learn.tasks import split_tasks
 from tongyi_agent.learn.workspace import TrainingWorkspace
 from tongyi_agent.llm.weights import WEIGHT_SETS, ensure_weights
 

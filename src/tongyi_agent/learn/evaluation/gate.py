@@ -5,7 +5,7 @@ today, paired on the same held-out tasks.
 - At least :data:`MIN_TASKS` usable tasks are needed; with fewer, nothing is promoted and the report
   says why.
 - The candidate is promoted when its mean is higher and a one-sided paired sign-flip test of
-  "candidate better" gives p ≤ :data:`ALPHA` (the test of ``learn/experiments.py``, seeded, so a
+  "candidate better" gives p ≤ :data:`ALPHA` (the test of ``learn/evaluation/experiments.py``, seeded, so a
   decision can be reproduced).
 
 The report says how many tasks were checked for correctness (a reference answer, or an answer the
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import fmean
 
-from tongyi_agent.learn.experiments import sign_flip_p
+from tongyi_agent.learn.evaluation.experiments import sign_flip_p
 
 MIN_TASKS = 12
 ALPHA = 0.1

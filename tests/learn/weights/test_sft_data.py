@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tongyi_agent.learn.sft_data import build_sft_dataset, write_jsonl
+from tongyi_agent.learn.weights.sft_data import build_sft_dataset, write_jsonl
 from tongyi_agent.store import RewardRecord, RunRecord, SpanRecord, TrajectoryStore
 
 SYSTEM = {"role": "system", "content": "You are a careful research assistant.\nUse exactly this format: ..."}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.learn.builders import make_run
-from tongyi_agent.learn.rewards import Reward, compute_rewards, custom_reward, load_custom_reward
+from tongyi_agent.learn.evaluation.rewards import Reward, compute_rewards, custom_reward, load_custom_reward
 
 _counter = itertools.count()
 

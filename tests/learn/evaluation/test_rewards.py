@@ -7,7 +7,7 @@ import pytest
 from tests.learn.builders import FABRICATED, PORT_LINE, empty_run, make_run
 from tongyi_agent.agent.loop import NOT_FOUND
 from tongyi_agent.agent.steps import RunResult
-from tongyi_agent.learn.rewards import (
+from tongyi_agent.learn.evaluation.rewards import (
     BUILTIN_REWARDS,
     Reward,
     compute_rewards,

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tongyi_agent.learn.sft_data import ROLES
-from tongyi_agent.learn.tasks import Task
+from tongyi_agent.learn.evaluation.tasks import Task
+from tongyi_agent.learn.weights.sft_data import ROLES
 from tongyi_agent.store import TrajectoryStore
 from tongyi_agent.store.records import RunRecord, SpanRecord
 from tongyi_agent.store.redact import redact
