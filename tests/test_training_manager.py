@@ -49,9 +49,9 @@ async def test_process_query_records_and_exports(manager: TrainingManager, opena
 
 
 def test_sync_run_without_training_records_nothing(manager: TrainingManager, openai_server: FakeOpenAIServer) -> None:
-    openai_server.add(ANSWER, ANSWER)  # asked once by the grounding check, the model insists
+    openai_server.add(ANSWER, ANSWER)  # the grounding check looks the answer up; the model answers again
     agent = manager.create_optimized_agent(enable_training=False)
-    assert agent.run("Which port?") == "Port 8443."
+    assert agent.run("Which port?") == "Port 8443.\n\nSources:\n- service.md:1"
     assert agent.last_run_id is None
     assert manager.get_agent_stats(agent) == {"total_interactions": 0}
 

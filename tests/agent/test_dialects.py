@@ -237,6 +237,16 @@ def test_react_thought_action_input() -> None:
     assert parsed.answer is None and parsed.error is None
 
 
+def test_react_action_line_with_arguments_repeated_after_the_name() -> None:
+    # Seen from the 1.5B model on real changelog questions: the Action line restates the arguments.
+    text = ('Thought: I will search.\nAction: search_files, query "compression.zstd", path "docs"\n'
+            'Action Input: {"query": "compression.zstd", "path": "docs"}')
+    parsed = ReactDialect().parse(reply(text), NAMES)
+    assert [(c.name, c.arguments) for c in parsed.tool_calls] == [
+        ("search_files", {"query": "compression.zstd", "path": "docs"})]
+    assert parsed.error is None
+
+
 def test_react_final_answer() -> None:
     parsed = ReactDialect().parse(reply("Thought: I know the answer\nFinal Answer: Port 8443.\n"), NAMES)
     assert (parsed.thought, parsed.answer, parsed.tool_calls) == ("I know the answer", "Port 8443.", [])

@@ -11,6 +11,7 @@ from tongyi_agent.agent.steps import ModelStep, NoteStep, ToolStep
 from tongyi_agent.llm.base import ChatResponse, ToolCall
 from tongyi_agent.llm.scripted import ScriptedModel
 from tongyi_agent.tools import default_registry
+from tongyi_agent.tools.base import ToolRegistry
 
 CHANGELOG_HIT = (
     "docs/CHANGES.rst-1- 2.5.0 (2025-06-18)\n"
@@ -84,15 +85,32 @@ def write_changelog(root: Path) -> None:
 async def test_unsupported_first_answer_is_looked_up_and_corrected(tmp_path: Path) -> None:
     write_changelog(tmp_path)
     model = ScriptedModel([search("verify_flags", "c1"), "verify_flags came in release 2.3.0.",
-                           search("verify_flags release", "c2"), "verify_flags came in release 2.4.0 (2025-04-10)."])
+                           "verify_flags came in release 2.4.0 (2025-04-10)."])
     result = await Agent(model, default_registry(), NativeDialect(), tmp_path).run("Which release added verify_flags?")
     assert result.answer == "verify_flags came in release 2.4.0 (2025-04-10)."
     assert result.grounded is True and result.unsupported == []
     notes = [s.text for s in result.steps if isinstance(s, NoteStep)]
     assert len(notes) == 1 and '"2.3.0"' in notes[0]
+    # The loop ran the look-up itself (a query built from the question): the retry cost one model call.
     assert [type(s).__name__ for s in result.steps] == [
-        "ModelStep", "ToolStep", "ModelStep", "NoteStep", "ModelStep", "ToolStep", "ModelStep"]
+        "ModelStep", "ToolStep", "ModelStep", "ToolStep", "NoteStep", "ModelStep"]
+    lookup = [s for s in result.steps if isinstance(s, ToolStep)][1]
+    assert lookup.call.arguments == {"query": "added verify_flags"} and "2.4.0 (2025-04-10)" in lookup.result.output
+    assert result.model_calls == 3 and model.remaining == 0
+    # The rejected answer is gone from what the model reads next; the note names the rejected value.
+    last = "\n".join(m.content or "" for m in model.calls[-1].messages)
+    assert "came in release 2.3.0" not in last and '"2.3.0"' in last
     assert all(e.verified for e in result.evidence)
+
+
+async def test_without_search_files_the_note_asks_the_model_to_search(tmp_path: Path) -> None:
+    write_changelog(tmp_path)
+    tools = ToolRegistry([t for t in default_registry() if t.name == "read_file"])
+    model = ScriptedModel(["Release 2.3.0.", "Release 2.3.0, surely."])
+    result = await Agent(model, tools, NativeDialect(), tmp_path).run("Which release added verify_flags?")
+    [note] = [s.text for s in result.steps if isinstance(s, NoteStep)]
+    assert "Call search_files" in note and not any(isinstance(s, ToolStep) for s in result.steps)
+    assert (result.grounded, result.unsupported) == (False, ["2.3.0"])
 
 
 async def test_still_unsupported_answer_is_marked_and_the_loop_stops(tmp_path: Path) -> None:
@@ -128,3 +146,22 @@ def test_the_retry_note_names_a_query_built_from_the_question() -> None:
     note = GroundingGate("Which port does the billing service listen on?").retry_note(
         "Port 9443.", [], can_retry=True)
     assert note is not None and 'search_files with the query "port billing service listen"' in note
+
+
+def test_an_answer_about_a_subject_the_files_never_mention_is_unsupported() -> None:
+    outputs = ["[click/CHANGES.rst, section \"Version 8.3.0\":]\nclick/CHANGES.rst-5- Released 2025-09-17"]
+    check = check_answer("It was released on 2025-09-17.", outputs, question="When was click 8.4.0 released?")
+    assert check.unsupported_texts() == ["8.4.0"]
+    # Saying it is not there claims nothing, so nothing is missing; a subject that is there is fine.
+    assert check_answer("It is not in the files.", outputs, question="When was click 8.4.0 released?").grounded
+    assert check_answer("On 2025-09-17.", outputs, question="When was click 8.3.0 released?").grounded
+
+
+async def test_an_error_result_supports_no_fact(tmp_path: Path) -> None:
+    write_changelog(tmp_path)
+    missing = ChatResponse(content="", tool_calls=[ToolCall("c1", "read_file", {"path": "CVE-2017-1199.txt"})])
+    model = ScriptedModel([missing, "CVE-2017-1199.", "CVE-2017-1199, surely."])
+    result = await Agent(model, default_registry(), NativeDialect(), tmp_path).run("Which CVE did 2.5.0 fix?")
+    [failed] = [s for s in result.steps if isinstance(s, ToolStep) and not s.result.ok]
+    assert "CVE-2017-1199" in failed.result.output  # the error names the path it could not read...
+    assert (result.grounded, result.unsupported) == (False, ["CVE-2017-1199"])  # ...and grounds nothing

@@ -60,14 +60,16 @@ async def test_models_own_source_list_is_replaced(project: Path) -> None:
     assert [s.label() for s in result.sources] == ["services/billing.md:3"]
 
 
-async def test_answer_without_tools_has_no_sources_and_is_marked_ungrounded(project: Path) -> None:
-    model = ScriptedModel(["Port 8443, I believe.", "Port 8443, I believe."])
+async def test_answer_without_tools_is_looked_up_before_it_is_accepted(project: Path) -> None:
+    model = ScriptedModel(["Port 9000, I believe.", "Port 9000, I believe."])
     result = await agent(model, project).run(QUESTION)
-    assert result.answer == "Port 8443, I believe." and result.sources == []
-    # The grounding check asked once for 8443 to be looked up; the model insisted, so it stays marked.
-    assert kinds(result.steps) == ["ModelStep", "NoteStep", "ModelStep"]
-    assert '"8443"' in model.calls[1].messages[-1].content
-    assert (result.grounded, result.unsupported) == (False, ["8443"])
+    # The grounding check ran the look-up itself (which shows 8443); the model insisted on 9000,
+    # so the answer stays marked and cites nothing.
+    assert kinds(result.steps) == ["ModelStep", "ToolStep", "NoteStep", "ModelStep"]
+    assert '"9000"' in model.calls[1].messages[-1].content
+    assert "port 8443" in "\n".join(m.content or "" for m in model.calls[1].messages)
+    assert result.answer == "Port 9000, I believe." and result.sources == []
+    assert (result.grounded, result.unsupported) == (False, ["9000"])
 
 
 async def test_answer_without_tools_is_accepted_as_is_with_grounding_off(project: Path) -> None:

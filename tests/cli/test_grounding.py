@@ -28,8 +28,9 @@ def test_answer_corrected_after_the_check_is_printed_plain(runner: CliRunner, pr
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert (data["answer"], data["grounded"], data["unsupported"]) == (FROM_FILES["content"], True, [])
-    assert [s["type"] for s in data["steps"]] == ["model", "tool", "model", "note", "model"]
-    assert '"9443"' in data["steps"][3]["text"]
+    # The check ran its own look-up, then told the model which fact was not in the files.
+    assert [s["type"] for s in data["steps"]] == ["model", "tool", "model", "tool", "note", "model"]
+    assert '"9443"' in data["steps"][4]["text"]
     # The check's request told the model which fact to look up.
     assert '"9443"' in openai_server.chat_requests[2]["messages"][-1]["content"]
 

@@ -85,7 +85,9 @@ def test_no_hits_suggest_list_files(ctx: ToolContext) -> None:
     result = search_files(ctx, "kubernetes")
     assert result.ok
     assert result.sources == []
-    assert "no matches for 'kubernetes'" in result.output
+    assert "no matches under" in result.output
+    # Not echoed: a made-up id the model searches for must not then appear in a tool result.
+    assert "kubernetes" not in result.output
     assert "list_files" in result.output
 
 

@@ -35,14 +35,14 @@ def test_hits_in_one_section_share_one_header_and_adjacent_context_shows_once(tm
     first, second = result.output.split("\n--\n")
     # Lines 7-9 are adjacent hits: their context windows overlap, yet every line appears once.
     assert first.splitlines() == [
-        "CHANGES.rst-4- 2.1.0 (2025-03-02)",
+        '[CHANGES.rst, section "2.1.0 (2025-03-02)":]',
         "CHANGES.rst:7: - Added the retry budget.",
         "CHANGES.rst:8: - Fixed a leak in the retry loop.",
         "CHANGES.rst:9: - Fixed the retry delay rounding.",
         '[whole section: read_file(path="CHANGES.rst", start_line=4, end_line=9)]',
     ]
     assert second.splitlines() == [
-        "CHANGES.rst-11- 2.0.0 (2024-11-30)",
+        '[CHANGES.rst, section "2.0.0 (2024-11-30)":]',
         "CHANGES.rst-14- - Dropped Python 3.8.",
         "CHANGES.rst:15: - Fixed a retry crash.",
         '[whole section: read_file(path="CHANGES.rst", start_line=11, end_line=15)]',
@@ -63,16 +63,18 @@ def test_the_hint_reads_exactly_the_section(tmp_path: Path) -> None:
 
 def test_gaps_inside_a_section_are_marked(tmp_path: Path) -> None:
     body = "\n".join(f"- change {n}" for n in range(1, 9))
-    (tmp_path / "NEWS.md").write_text(f"## 3.0 - 2025-01-05\n{body}\n- special fix\n- more\n- special again\n")
+    (tmp_path / "NEWS.md").write_text(f"## 3.0 - 2025-01-05\n- special first\n{body}\n- special again\n")
     lines = search_files(ToolContext(root=tmp_path), "special").output.splitlines()
-    assert lines[:3] == ["NEWS.md-1- ## 3.0 - 2025-01-05", "...", "NEWS.md-9- - change 8"]
-    assert "NEWS.md:10: - special fix" in lines and "NEWS.md:12: - special again" in lines
+    # Lines 2 and 11 are hits; the lines between their context windows are left out, and marked.
+    assert lines[:5] == ['[NEWS.md, section "3.0 - 2025-01-05":]', "NEWS.md:2: - special first",
+                         "NEWS.md-3- - change 1", "...", "NEWS.md-10- - change 8"]
+    assert lines[5] == "NEWS.md:11: - special again"
 
 
 def test_csv_rows_come_under_the_header_row(tmp_path: Path) -> None:
     (tmp_path / "budget.csv").write_text("team,quarter,budget_eur\npayments,Q3,125000\ndiscovery,Q3,98000\n")
     output = search_files(ToolContext(root=tmp_path), "discovery").output
-    assert output.splitlines()[0] == "budget.csv-1- team,quarter,budget_eur"
+    assert output.splitlines()[0] == '[budget.csv, section "team,quarter,budget_eur":]'
     assert "budget.csv:3: discovery,Q3,98000" in output
 
 
@@ -80,7 +82,7 @@ def test_python_hit_shows_its_function_signature(tmp_path: Path) -> None:
     code = "def convert(rate):\n    '''Convert money.'''\n\n    total = 0\n    total += rate * 1.19\n    return total\n"
     (tmp_path / "money.py").write_text(code)
     output = search_files(ToolContext(root=tmp_path), "1.19").output
-    assert output.splitlines()[0] == "money.py-1- def convert(rate):"
+    assert output.splitlines()[0] == '[money.py, section "def convert(rate):":]'
     assert '[whole section: read_file(path="money.py", start_line=1, end_line=6)]' in output
 
 
@@ -89,7 +91,7 @@ def test_real_changelog_hit_carries_its_release_header(tmp_path: Path) -> None:
     output = search_files(ToolContext(root=tmp_path), "HTTPResponse.shutdown connection already released").output
     block = output.split("\n--\n")[0].splitlines()
     # The version and date are in the entry's header, the hit is under its Bugfixes subsection.
-    assert block[:2] == ["urllib3/CHANGES.rst-1- 2.5.0 (2025-06-18)", "urllib3/CHANGES.rst-12- Bugfixes"]
+    assert block[0] == '[urllib3/CHANGES.rst, section "2.5.0 (2025-06-18) > Bugfixes":]'
     assert any(line.startswith("urllib3/CHANGES.rst:20:") for line in block)
     assert block[-1] == '[whole section: read_file(path="urllib3/CHANGES.rst", start_line=12, end_line=21)]'
 

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from tongyi_agent.agent.prompts import load_prompt
+from tongyi_agent.llm.base import ToolCall
 
 _MONTHS = {m: i for i, m in enumerate(
     "january february march april may june july august september october november december".split(), 1)}
@@ -146,10 +147,15 @@ class Corpus:
 
 
 def check_answer(answer: str, tool_outputs: Iterable[str], question: str = "") -> Grounding:
-    """Which key facts of `answer` no tool output contains."""
+    """Which key facts of `answer` no tool output contains. An answer that claims something about a
+    subject no tool output mentions (a version or id the question names, such as "click 8.4.0")
+    rests on nothing either: those subjects count as unsupported too."""
     facts = key_facts(answer, question)
     corpus = Corpus(tool_outputs)
-    return Grounding(facts, [f for f in facts if not corpus.contains(f)])
+    unsupported = [f for f in facts if not corpus.contains(f)]
+    if facts and question:
+        unsupported += [f for f in key_facts(question) if f.kind in ("version", "id") and not corpus.contains(f)]
+    return Grounding(facts, list(dict.fromkeys(unsupported)))
 
 
 class GroundingGate:
@@ -160,8 +166,11 @@ class GroundingGate:
         self.enabled = enabled
         self.retried = False
 
-    def retry_note(self, answer: str, tool_outputs: list[str], can_retry: bool) -> str | None:
-        """The note asking the model to look up its unsupported facts, or None to accept the answer."""
+    def retry_note(self, answer: str, tool_outputs: list[str], can_retry: bool,
+                   looked_up: bool = False) -> str | None:
+        """The note asking the model to answer again from the files, or None to accept the answer.
+        `looked_up`: the loop runs `lookup_call()` itself and puts its output where the note says
+        `{results}`; otherwise the note asks the model to make that search."""
         if not self.enabled or self.retried or not can_retry:
             return None
         check = check_answer(answer, tool_outputs, self.question)
@@ -169,7 +178,14 @@ class GroundingGate:
             return None
         self.retried = True
         listed = ", ".join(f'"{t}"' for t in check.unsupported_texts())
-        return load_prompt("grounding_retry").format(facts=listed, query=lookup_query(self.question))
+        query = lookup_query(self.question)
+        if looked_up:  # `{results}` stays for the loop to fill in with the look-up's output
+            return load_prompt("grounding_lookup").replace("{facts}", listed).replace("{query}", query)
+        return load_prompt("grounding_retry").format(facts=listed, query=query)
+
+    def lookup_call(self) -> ToolCall:
+        """The search the loop runs for the model when an answer was not grounded."""
+        return ToolCall(id="grounding_lookup", name="search_files", arguments={"query": lookup_query(self.question)})
 
     def final(self, answer: str, tool_outputs: list[str]) -> Grounding | None:
         return check_answer(answer, tool_outputs, self.question) if self.enabled else None

@@ -140,8 +140,19 @@ class Agent:
                 answer = parsed.answer or _salvage(parsed, response.content) or NOT_FOUND
                 break
             if parsed.answer is not None and parsed.answer.strip():
-                retry = gate.retry_note(parsed.answer, observed, can_retry=budget.exhausted() is None)
+                lookup = gate.lookup_call() if "search_files" in names else None
+                retry = gate.retry_note(parsed.answer, observed, can_retry=budget.exhausted() is None,
+                                        looked_up=lookup is not None)
                 if retry:  # key facts no tool returned: one chance per run to look them up
+                    # The rejected answer leaves the conversation (a small model repeats what it said
+                    # before), and the loop runs the look-up itself, so the retry costs one model call.
+                    # Its result goes inside the note: as a tool turn of its own, the model copied the
+                    # loop's call instead of answering.
+                    messages.pop()
+                    if lookup is not None:
+                        seen_calls.add(f"{lookup.name}:{json.dumps(lookup.arguments, sort_keys=True)}")
+                        output = await self._call_tool(lookup, ctx, taint, steps, returned, observed)
+                        retry = retry.replace("{results}", output)
                     messages.append(self._note(steps, retry))
                     continue
                 answer = parsed.answer
@@ -165,18 +176,7 @@ class Agent:
                         forced_reason = "the same tool call was repeated"
                     continue
                 seen_calls.add(key)
-                started = time.monotonic()
-                # Untrusted web content in the conversation must not make us write, or send data out.
-                refusal = taint.refusal(self.tools.get(call.name), call.arguments)
-                if refusal is not None:
-                    result = ToolResult.error(refusal)
-                else:
-                    result = await self.tools.run(call.name, call.arguments, ctx, call.id)
-                taint.observe(result)
-                self._emit(steps, ToolStep(len(steps), call, result, time.monotonic() - started))
-                returned.extend(result.sources)
-                observed.append(cap_observation(result.output, spec.observation_cap()))
-                results.append((call, observed[-1]))
+                results.append((call, await self._call_tool(call, ctx, taint, steps, returned, observed)))
             messages.extend(self.dialect.observation_messages(results))
 
         answer = strip_model_sources(answer)
@@ -188,6 +188,24 @@ class Agent:
                          evidence=verify(answer, sources, returned, observed, question),
                          grounded=grounding.grounded if grounding else None,
                          unsupported=grounding.unsupported_texts() if grounding else [])
+
+    async def _call_tool(self, call: ToolCall, ctx: ToolContext, taint: TaintGuard, steps: list[Step],
+                         returned: list[SourceRef], observed: list[str]) -> str:
+        """Run one tool call and record it; returns the observation the model sees."""
+        started = time.monotonic()
+        # Untrusted web content in the conversation must not make us write, or send data out.
+        refusal = taint.refusal(self.tools.get(call.name), call.arguments)
+        if refusal is not None:
+            result = ToolResult.error(refusal)
+        else:
+            result = await self.tools.run(call.name, call.arguments, ctx, call.id)
+        taint.observe(result)
+        self._emit(steps, ToolStep(len(steps), call, result, time.monotonic() - started))
+        returned.extend(result.sources)
+        output = cap_observation(result.output, self.spec.observation_cap())
+        if result.ok:  # an error message echoes the call's arguments: it supports no fact
+            observed.append(output)
+        return output
 
     async def _chat_within(self, budget: Budget, steps: list[Step], messages: list[ChatMessage],
                            request: ChatRequest) -> ChatResponse | None:

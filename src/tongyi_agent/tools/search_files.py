@@ -14,7 +14,7 @@ from tongyi_agent.tools.search_index import IndexUnavailable, search_candidates
 from tongyi_agent.tools.search_results import Hit, render_hits
 from tongyi_agent.tools.walk import iter_files
 
-MAX_HITS = 20
+MAX_HITS = 10
 MAX_FILE_BYTES = 2_000_000  # larger files are data dumps, not prose or code worth scanning
 MAX_SHOWN_CHARS = 300  # a longer line is cut when shown
 # With an index: the files whose lines are scored, best BM25 first. Well above what MAX_HITS shows.
@@ -142,8 +142,8 @@ def gather_hits(ctx: ToolContext, query: _Query, start: Path) -> list[_Hit]:
 def search_files(ctx: ToolContext, query: str, path: str = ".") -> ToolResult:
     """Search text files for lines containing any of the query words (or matching a regex).
 
-    Hits are grouped by the section they are in (a changelog entry, a heading, a function), shown
-    under that section's header lines, with the read_file call that reads the whole section.
+    Hits are grouped by the section they are in (a changelog entry, a heading, a function), under a
+    line that names the section, with the read_file call that reads the whole section.
 
     Args:
         query: words to look for, or a regular expression
@@ -157,7 +157,8 @@ def search_files(ctx: ToolContext, query: str, path: str = ".") -> ToolResult:
     note += parsed.slow_note()
     if not hits:
         where = relative_label(ctx.root, start)
-        return ToolResult(output=f"{note}no matches for {query!r} under {where!r}; try other words, "
+        # The query is not repeated: a made-up id searched for would otherwise appear in a tool result.
+        return ToolResult(output=f"{note}no matches under {where!r}; try other words, "
                                  f"or call list_files to see which files exist")
     hits.sort(key=lambda h: (-h.score, h.label, h.line))
     shown = hits[:MAX_HITS]

@@ -1,9 +1,10 @@
 """How search_files shows its hits: grouped by the section they sit in, under that section's headers.
 
-Each group shows the headings above its hits (with any date line or trailer that names the
-section), each hit with a line of context either side, every line at most once even where the
-context windows of adjacent hits overlap, and the call that reads the whole section. Groups come in
-the order of their best hit.
+Each group opens with one line that names the section in words, from the headings above its hits
+(with any date line or trailer that names it): `[CHANGES.rst, section "2.5.0 (2025-06-18) > Bugfixes":]`.
+Then each hit with a line of context either side, every line at most once even where the context
+windows of adjacent hits overlap, and the call that reads the whole section. Groups come in the
+order of their best hit. The header lines stay among the returned sources, so answers can cite them.
 """
 
 from __future__ import annotations
@@ -48,17 +49,22 @@ def render_hits(hits: Sequence[Hit], max_chars: int = 300) -> tuple[list[str], l
         sections = sections_of[label]
         lines = members[0].lines
         headers = _header_lines(sections, inner, len(lines))
-        shown = set(headers)
+        shown: set[int] = set()
         matched = {h.line for h in members}
         for hit in members:
-            # Blank context lines carry nothing and cost context space.
+            # Blank context lines carry nothing and cost context space; header lines are named above.
             shown.update(n for n in range(max(1, hit.line - CONTEXT), min(len(lines), hit.line + CONTEXT) + 1)
-                         if lines[n - 1].strip() or n in matched)
+                         if n in matched or (lines[n - 1].strip() and n not in headers))
         out: list[str] = []
+        if inner is not None:
+            # The headers in words, in front of the hits: a small model reads "section X" as where the
+            # hit belongs, where bare header lines above it were often skipped.
+            names = " > ".join(title(lines[n - 1]) for n in headers)
+            out.append(f"[{label}, section \"{shorten(names, max_chars)}\":]")
         previous = None
         for number in sorted(shown):
             skipped = range(previous + 1, number) if previous is not None else range(0)
-            if number not in headers and any(lines[n - 1].strip() and not is_rule(lines[n - 1]) for n in skipped):
+            if previous is not None and any(lines[n - 1].strip() and not is_rule(lines[n - 1]) for n in skipped):
                 out.append("...")
             sep = ":" if number in matched else "-"
             out.append(f"{label}{sep}{number}{sep} {shorten(lines[number - 1], max_chars)}")
@@ -71,6 +77,11 @@ def render_hits(hits: Sequence[Hit], max_chars: int = 300) -> tuple[list[str], l
         header_refs.extend(SourceRef(label, n, lines[n - 1]) for n in headers if (label, n) not in hit_lines)
     sources = [SourceRef(h.label, h.line, h.lines[h.line - 1]) for h in hits]
     return blocks, sources + list(dict.fromkeys(header_refs))
+
+
+def title(line: str) -> str:
+    """A header line without its markup: `## [1.2.0] - 2025-01-02` -> `[1.2.0] - 2025-01-02`."""
+    return line.strip().strip("#*=").strip()
 
 
 def _header_lines(sections: Sequence[Section], inner: int | None, total: int) -> list[int]:

@@ -16,7 +16,9 @@ from tongyi_agent.llm.base import ChatMessage, ChatRequest, ChatResponse, ToolCa
 from tongyi_agent.tools.base import ToolRegistry
 
 _FINAL = re.compile(r"Final Answer\s*:\s*(.*)", re.S | re.I)
-_ACTION = re.compile(r"Action\s*:\s*([A-Za-z_][\w-]*)\s*\n+\s*Action Input\s*:\s*(.*)", re.S | re.I)
+# The Action line names the tool; a small model often repeats the arguments after the name there
+# ("Action: search_files, query "zstd""), which the Action Input line states again.
+_ACTION = re.compile(r"Action\s*:\s*([A-Za-z_][\w-]*)[^\n]*\n+\s*Action Input\s*:\s*(.*)", re.S | re.I)
 _THOUGHT = re.compile(r"Thought\s*:\s*(.*?)(?=\n\s*(?:Action|Final Answer)\s*:|$)", re.S | re.I)
 
 STOP = ["\nObservation:", "Observation:"]
