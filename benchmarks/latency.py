@@ -9,9 +9,10 @@ Sections (all by default; `--sections` picks some):
   off vs on (embedded model).
 - `grammar`: file-lookup questions with the GBNF grammar on every call vs on demand: accuracy,
   malformed replies, model calls, seconds (embedded model).
-- `budget`:  the observation budget, current vs lean (hits per search, characters per line, the
-  read_file window), on file-lookup questions and on npm's own documentation (91 markdown files
-  nobody here wrote, when installed), with questions whose answers were checked by hand.
+- `budget`:  the observation budget, old vs new defaults (hits per search, characters per line, the
+  read_file window), on file-lookup questions, on 12 of the real-documents questions
+  (benchmarks/real_docs) and on npm's own documentation (91 markdown files nobody here wrote, when
+  installed), with questions whose answers were checked by hand.
 
 Every measurement is stored in a results file as it is made and skipped when the file has it, so an
 interrupted run resumes. `--max-runs N` stops after N new embedded-model runs (run it again to go
@@ -337,14 +338,38 @@ NPM_QUESTIONS = [
     ("What is the default value of fetch-retry-mintimeout in npm?", "10000", "using-npm/config.md"),
     ("What is the default npm registry URL?", "registry.npmjs.org", "using-npm/config.md"),
 ]
-# name -> (search_files.MAX_HITS, search_files.MAX_SHOWN_CHARS, read_file.MAX_LINES, read_file.MAX_CHARS)
-BUDGETS = {"current": None, "lean": (10, 200, 200, 8000)}
+# name -> (search_files.MAX_HITS, search_files.MAX_SHOWN_CHARS, read_file.MAX_LINES, read_file.MAX_CHARS);
+# "new" is this checkout's defaults. "old" is the defaults before issue 14 (20 hits per search).
+BUDGETS: dict[str, tuple[int, int, int, int] | None] = {"old": (20, 300, 400, 16_000), "new": None}
 BUDGET_LOOKUP_QUESTIONS = 6
+# Real changelogs (benchmarks/real_docs): one question of each kind per package where there is one.
+BUDGET_REAL_DOCS = ("h01", "h03", "h07", "h09", "h10", "h12", "f01", "f05", "f11", "c01", "x02", "n02")
+
+
+def _budget_sets(lookup_root: Path) -> dict[str, tuple[Path, list[tuple[str, Callable[[str], bool], str]]]]:
+    """name -> (root, [(question, is the answer right, the file that holds it)])."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import real_docs  # type: ignore[import-not-found]
+    from file_lookup import make_corpus  # type: ignore[import-not-found]
+
+    def contains(expected: str) -> Callable[[str], bool]:
+        return lambda answer: expected.lower() in answer.lower()
+
+    # The file-lookup files are a few lines each: their observations are small under either budget,
+    # so six of them check that nothing breaks; the documentation questions are where it matters.
+    lookup = [(q.text, contains(q.expected), q.file) for q in make_corpus(lookup_root)][:BUDGET_LOOKUP_QUESTIONS]
+    sets: dict[str, tuple[Path, list[tuple[str, Callable[[str], bool], str]]]] = {}
+    if NPM_DOCS.is_dir():
+        sets["npm"] = (NPM_DOCS, [(text, contains(expected), file) for text, expected, file in NPM_QUESTIONS])
+    by_id = {q.id: q for q in real_docs.load_questions()}
+    chosen = [by_id[i] for i in BUDGET_REAL_DOCS]
+    sets["real_docs"] = (real_docs.DATA / "docs", [
+        (q.question, lambda answer, q=q: real_docs.is_correct(q, answer), q.where.split(":")[0]) for q in chosen])
+    sets["lookup"] = (lookup_root, lookup)
+    return sets
 
 
 def section_budget(results: Results, budget: Budget) -> None:
-    sys.path.insert(0, str(Path(__file__).parent))
-    from file_lookup import make_corpus  # type: ignore[import-not-found]
     from tongyi_agent.agent.dialects import get_dialect
     from tongyi_agent.agent.loop import Agent, AgentSpec
     from tongyi_agent.config import load_settings, user_cache_dir
@@ -356,11 +381,7 @@ def section_budget(results: Results, budget: Budget) -> None:
     current = (search_module.MAX_HITS, search_module.MAX_SHOWN_CHARS, read_module.MAX_LINES, read_module.MAX_CHARS)
     with tempfile.TemporaryDirectory() as tmp:
         lookup_root = Path(tmp)
-        # The file-lookup files are a few lines each: their observations are small under either budget,
-        # so six of them check that nothing breaks; the documentation questions are where it matters.
-        lookup = [(q.text, q.expected, q.file) for q in make_corpus(lookup_root)][:BUDGET_LOOKUP_QUESTIONS]
-        sets = {"npm": (NPM_DOCS, NPM_QUESTIONS)} if NPM_DOCS.is_dir() else {}
-        sets["lookup"] = (lookup_root, lookup)
+        sets = _budget_sets(lookup_root)
         pending = [(name, i, arm) for name, (_, qs) in sets.items() for i in range(len(qs)) for arm in BUDGETS
                    if results.get(f"budget/{arm}/{name}/{i}") is None]
         if not pending:
@@ -379,14 +400,14 @@ def section_budget(results: Results, budget: Budget) -> None:
                 search_module.MAX_HITS, search_module.MAX_SHOWN_CHARS = hits, chars
                 read_module.MAX_LINES, read_module.MAX_CHARS = lines, window
                 root, questions = sets[name]
-                text, expected, file = questions[i]
+                text, is_right, file = questions[i]
                 agent = Agent(model, tools, get_dialect("react"), root, spec)
                 before = conditions()
                 started, cpu = time.perf_counter(), time.process_time()
                 result = agent.run_sync(text)
                 results.put(f"budget/{arm}/{name}/{i}", {
-                    "correct": expected.lower() in result.answer.lower(), "seconds": time.perf_counter() - started,
-                    "cpu_seconds": time.process_time() - cpu,
+                    "correct": is_right(result.answer), "seconds": time.perf_counter() - started,
+                    "cpu_seconds": time.process_time() - cpu, "budget": [hits, chars, lines, window],
                     "model_calls": result.model_calls, "input_tokens": result.usage.input_tokens,
                     "output_tokens": result.usage.output_tokens,
                     "cited": any(s.path == file for s in result.sources), **before})
@@ -479,18 +500,21 @@ def report(results: Results) -> None:
             print(f"  CPU s/q always / on demand    {a_cpu:.1f} / {b_cpu:.1f}, ratio {b_cpu / a_cpu:.2f} "
                   f"(n={len(timed)}); output tokens/q {a_out:.0f} / {b_out:.0f}")
         print()
-    for name in ("npm", "lookup"):
-        arms = {arm: [d[k] for k in sorted(d) if k.startswith(f"budget/{arm}/{name}/")] for arm in BUDGETS}
-        n = min(len(v) for v in arms.values())
+    for name in ("npm", "real_docs", "lookup"):
+        arms = {arm: {k: d[k] for k in d if k.startswith(f"budget/{arm}/{name}/")} for arm in BUDGETS}
+        both = sorted({k.rsplit("/", 1)[1] for k in arms["old"]} & {k.rsplit("/", 1)[1] for k in arms["new"]}, key=int)
+        n = len(both)
         if not n:
             continue
-        print(f"observation budget on {name} questions, n={n} each (lean = {BUDGETS['lean']}: hits, chars per line, "
-              "read_file lines and chars)")
-        for arm, rows in arms.items():
-            r = rows[:n]
+        shown = {arm: tuple(rows[f"budget/{arm}/{name}/{both[0]}"].get("budget", ())) for arm, rows in arms.items()}
+        print(f"observation budget on {name} questions, n={n} each (hits per search, chars per line, read_file "
+              f"lines and chars: old {shown['old']}, new {shown['new']})")
+        for arm, rows_by_key in arms.items():
+            r = [rows_by_key[f"budget/{arm}/{name}/{i}"] for i in both]
             print(f"  {arm:<8} accuracy {sum(x['correct'] for x in r)}/{n}  cited {sum(x['cited'] for x in r)}/{n}  "
                   f"input tokens/q {statistics.mean(x['input_tokens'] for x in r):6.0f}  "
-                  f"s/q {statistics.mean(x['seconds'] for x in r):5.1f}  "
+                  f"s/q {statistics.mean(x['seconds'] for x in r):5.1f} "
+                  f"(median {statistics.median(x['seconds'] for x in r):4.1f})  "
                   f"CPU s/q {statistics.mean(x['cpu_seconds'] for x in r):5.1f}")
 
 

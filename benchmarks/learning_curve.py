@@ -96,6 +96,7 @@ class Options:
     model: str
     cache: Path
     max_answers: int | None
+    conditions: tuple[str, ...] = CONDITIONS
 
 
 class Answers:
@@ -267,7 +268,7 @@ def run(options: Options) -> dict[str, Any]:
         for n in sorted(options.ns):
             for seed in options.seeds:
                 seeds[seed].record(n)
-                for condition in CONDITIONS:
+                for condition in options.conditions:
                     cells[(seed, n, condition)] = seeds[seed].evaluate(condition, n)
     except OutOfAnswers:
         stopped = True
@@ -299,7 +300,7 @@ def report(outcome: dict[str, Any], options: Options) -> list[str]:
     lines += ["All kinds (both seeds pooled)", header]
     for n in options.ns:
         base = _pooled(cells, options.seeds, n, "none")
-        for condition in CONDITIONS:
+        for condition in options.conditions:
             got = _pooled(cells, options.seeds, n, condition)
             if got is None:
                 lines.append(f"{n:>4} {condition:<9}  (not finished)")
@@ -317,10 +318,10 @@ def report(outcome: dict[str, Any], options: Options) -> list[str]:
                          f"{tokens:>7.0f} {seconds:>6.1f}")
     for kind in KINDS:
         lines += ["", f"Kind {kind}: held-out accuracy (questions)",
-                  f"{'N':>4} " + " ".join(f"{c:>12}" for c in CONDITIONS)]
+                  f"{'N':>4} " + " ".join(f"{c:>12}" for c in options.conditions)]
         for n in options.ns:
             row = [f"{n:>4}"]
-            for condition in CONDITIONS:
+            for condition in options.conditions:
                 got = _pooled(cells, options.seeds, n, condition)
                 if got is None:
                     row.append(f"{'—':>12}")
@@ -349,7 +350,7 @@ def plot(outcome: dict[str, Any], options: Options, path: Path) -> str:
     except ImportError:
         return "no PNG: matplotlib is not installed (pip install -e '.[plot]')"
     figure, axis = plt.subplots(figsize=(6, 4))
-    for condition in CONDITIONS:
+    for condition in options.conditions:
         points = [(n, statistics.mean(a.correct for a in got)) for n in options.ns
                   if (got := _pooled(outcome["cells"], options.seeds, n, condition))]
         if points:
@@ -378,6 +379,8 @@ def parse(argv: list[str] | None = None) -> tuple[Options, Path]:
     parser.add_argument("--cache", type=Path, default=Path(".learning_curve"), help="cache folder (resumable)")
     parser.add_argument("--max-answers", type=int, default=None, help="stop after this many new model answers")
     parser.add_argument("--plot", type=Path, default=None, help="PNG path (default: <cache>/learning_curve.png)")
+    parser.add_argument("--conditions", default=",".join(CONDITIONS),
+                        help="conditions to evaluate, a subset of " + ", ".join(CONDITIONS) + " (none is always run)")
     parser.add_argument("--quick", action="store_true",
                         help="a small check that it works: seed 11, N = 0,4, 6 test and 3 validation questions, "
                              "6 projects, 2 random sets and 2 greedy swaps")
@@ -385,7 +388,10 @@ def parse(argv: list[str] | None = None) -> tuple[Options, Path]:
     options = Options(seeds=tuple(int(s) for s in args.seeds.split(",")), ns=tuple(int(n) for n in args.n.split(",")),
                       test_size=args.test_size, validation_size=args.validation_size, projects=args.projects,
                       random_sets=args.random_sets, greedy_tries=args.greedy_tries, model=args.model,
-                      cache=args.cache, max_answers=args.max_answers)
+                      cache=args.cache, max_answers=args.max_answers,
+                      conditions=tuple(c for c in CONDITIONS if c == "none" or c in args.conditions.split(",")))
+    if unknown := set(args.conditions.split(",")) - set(CONDITIONS):
+        parser.error(f"unknown conditions: {', '.join(sorted(unknown))}; choose from {', '.join(CONDITIONS)}")
     if args.quick:
         options.seeds, options.ns, options.test_size, options.validation_size = (11,), (0, 4), 6, 3
         options.projects, options.random_sets, options.greedy_tries = 6, 2, 2
