@@ -113,6 +113,26 @@ def test_nested_gitignore_applies_below_its_folder(project: Path) -> None:
     assert not ignore.is_ignored("src/wanted.tmp")  # the deeper file overrides
 
 
+def test_walker_applies_every_gitignore_above_and_below_its_start(project: Path) -> None:
+    """The walker reads only the .gitignore files its listings show; rules from folders above the
+    start still apply, and a deeper file's rules apply below it."""
+    (project / ".gitignore").write_text("*.tmp\n")
+    (project / "src" / ".gitignore").write_text("generated.py\n!wanted.tmp\n")
+    (project / "src" / "pkg" / "deep").mkdir()
+    (project / "src" / "pkg" / "deep" / ".gitignore").write_text("*.md\n")
+    for name in ("src/generated.py", "src/wanted.tmp", "src/pkg/x.tmp", "src/pkg/deep/notes.md",
+                 "src/pkg/deep/keep.txt", "docs/generated.py"):
+        (project / name).write_text("text\n")
+
+    def walked(start: str) -> list[str]:
+        return sorted(relative_label(project, p) for p in iter_files(project, (project / start).resolve()))
+
+    assert walked(".") == [".gitignore", "README.md", "docs/generated.py", "docs/guide.md", "src/.gitignore",
+                           "src/pkg/core.py", "src/pkg/deep/.gitignore", "src/pkg/deep/keep.txt", "src/wanted.tmp"]
+    assert walked("src/pkg") == ["src/pkg/core.py", "src/pkg/deep/.gitignore", "src/pkg/deep/keep.txt"]
+    assert walked("src/pkg/deep") == ["src/pkg/deep/.gitignore", "src/pkg/deep/keep.txt"]
+
+
 def test_walker_skips_ignored_binary_and_tool_dirs(project: Path) -> None:
     (project / ".gitignore").write_text("build/\n*.log\n")
     for folder in ("build", ".git", ".venv", "node_modules", "__pycache__", ".tongyi_training"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ from tongyi_agent.tools.base import ToolContext
 from tongyi_agent.tools.search_files import search_files
 from tongyi_agent.tools.search_index import SearchIndex, index_path
 
+AN_HOUR_AGO_NS = time.time_ns() - 3600 * 1_000_000_000
+
 
 @pytest.fixture
 def indexed(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ToolContext:
@@ -22,6 +25,11 @@ def indexed(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> T
     (project / "services").mkdir()
     (project / "services" / "billing.md").write_text("# Billing\n\nListens on port 8443.\nOwner: payments team.\n")
     (project / "services" / "search.md").write_text("# Search\n\nListens on port 9200.\n")
+    # Files written long before the search, as usual: a file written within RACY_SECONDS of being
+    # indexed is read again by the next search (see test_a_same_tick_rewrite_is_not_missed).
+    for file in project.rglob("*"):
+        if file.is_file():
+            os.utime(file, ns=(AN_HOUR_AGO_NS, AN_HOUR_AGO_NS))
     return ToolContext(root=project, index_dir=tmp_path / "index")
 
 
@@ -187,3 +195,59 @@ def test_an_abandoned_search_stops_building_and_keeps_what_it_indexed(indexed: T
     ctx = ToolContext(root=indexed.root, index_dir=indexed.index_dir, cancel=cancel)
     assert search_files(ctx, "port").sources == []  # nobody reads an abandoned call's result
     assert hits(indexed, "8443") == [("services/billing.md", 3)]  # the next search finishes the index
+
+
+def test_a_same_tick_rewrite_is_not_missed(indexed: ToolContext) -> None:
+    """A same-size rewrite within one tick of the file system's clock leaves size and mtime unchanged;
+    the file was indexed right after it was written, so it is read again, and the rewrite is seen."""
+    file = indexed.root / "services" / "search.md"
+    file.write_text("# Search\n\nListens on port 9200.\n")
+    written = file.stat().st_mtime_ns
+    assert hits(indexed, "9200") == [("services/search.md", 3)]
+    file.write_text("# Search\n\nListens on port 9300.\n")
+    os.utime(file, ns=(written, written))  # the same tick: nothing in the stat shows the change
+    assert hits(indexed, "9300") == [("services/search.md", 3)]
+    assert hits(indexed, "9200") == []
+
+
+def test_nothing_changed_needs_no_write_lock(indexed: ToolContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert indexed.index_dir is not None
+    monkeypatch.setattr(search_index, "BUSY_TIMEOUT_SECONDS", 0.05)
+    index = SearchIndex.open(indexed.index_dir, indexed.root)
+    holder = sqlite3.connect(db_file(indexed), isolation_level=None)
+    try:
+        assert index.refresh(indexed.root) == 5
+        holder.execute("BEGIN IMMEDIATE")  # another process is writing
+        assert index.refresh(indexed.root) == 0  # answered without waiting for it
+        assert index.candidates(["8443"], indexed.root, 5) == [indexed.root / "services" / "billing.md"]
+        bump(indexed.root / "README.md", "changed\n")
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            index.refresh(indexed.root)  # a change has to be written, so it waits for the lock
+        holder.execute("ROLLBACK")
+        assert index.refresh(indexed.root) == 1
+    finally:
+        holder.close()
+        index.close()
+
+
+def test_a_file_restored_after_a_search_elsewhere_is_not_stale(indexed: ToolContext) -> None:
+    """The digest that lets an unchanged folder skip its rows is dropped by any change to the rows: a
+    file changed (and indexed from the root), then restored with its old size and mtime, is read again
+    when its folder is searched."""
+    file = indexed.root / "services" / "billing.md"
+    original, stat = file.read_bytes(), file.stat()
+    assert hits(indexed, "8443", "services") == [("services/billing.md", 3)]
+    bump(file, file.read_text().replace("8443", "8555"))
+    assert hits(indexed, "8555") == [("services/billing.md", 3)]
+    file.write_bytes(original)
+    os.utime(file, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert hits(indexed, "8443", "services") == [("services/billing.md", 3)]
+    assert hits(indexed, "8555", "services") == []
+
+
+def test_a_deleted_file_disappears_from_an_unchanged_looking_folder(indexed: ToolContext) -> None:
+    hits(indexed, "port")
+    hits(indexed, "port")  # the tree's digest is stored now
+    (indexed.root / "services" / "search.md").unlink()
+    assert hits(indexed, "9200") == []
+    assert "services/search.md" not in indexed_paths(indexed)

@@ -13,7 +13,6 @@ before writing, so an abandoned call changes nothing afterwards.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import inspect
 import json
@@ -256,6 +255,8 @@ class ToolRegistry:
         which = "the tool time limit" if limit >= self.timeout else "the run's deadline"
         if limit <= 0:
             return ToolResult.error(f"{name} was not run: the run's deadline has passed")
+        import asyncio  # here, not at the top: a process that only searches files need not load it
+
         cancel = threading.Event()
         call_ctx = dataclasses.replace(ctx, deadline=time.monotonic() + limit, cancel=cancel)
         try:

@@ -10,10 +10,12 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from pathspec import GitIgnoreSpec
+from typing import TYPE_CHECKING
 
 from tongyi_agent.tools.base import ToolError
+
+if TYPE_CHECKING:
+    from pathspec import GitIgnoreSpec
 
 BINARY_SNIFF_BYTES = 8192
 
@@ -127,10 +129,20 @@ class GitIgnore:
             file = self.root / rel_dir / ".gitignore"
             try:
                 lines = file.read_text(encoding="utf-8", errors="replace").splitlines()
+                # Imported only when a folder has a .gitignore: most searched trees load no rules.
+                from pathspec import GitIgnoreSpec
+
                 self._specs[rel_dir] = GitIgnoreSpec.from_lines(lines)
             except OSError:  # no such file, or unreadable: nothing ignored here
                 self._specs[rel_dir] = None
         return self._specs[rel_dir]
+
+    def has_own_rules(self, rel_dir: str, has_gitignore: bool) -> bool:
+        """Whether the folder `rel_dir` has a .gitignore with rules; `has_gitignore` is what its listing
+        shows, so that a walker need not try to open a .gitignore in every folder."""
+        if not has_gitignore and rel_dir not in self._specs:
+            self._specs[rel_dir] = None
+        return self._spec_for(rel_dir) is not None
 
     def has_rules_for(self, rel_dir: str) -> bool:
         """Whether any .gitignore from the root down to the folder `rel_dir` has rules (a quick

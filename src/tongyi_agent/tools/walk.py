@@ -68,19 +68,24 @@ def iter_unignored(root: Path, start: Path,
     root = root.resolve()
     ignore = GitIgnore.load(root)
     rel_start = start.relative_to(root).as_posix()
-    stack = [(str(start), "" if rel_start == "." else f"{rel_start}/")]
+    start_prefix = "" if rel_start == "." else f"{rel_start}/"
+    ruled_above_start = bool(start_prefix) and ignore.has_rules_for(start_prefix[:-1].rpartition("/")[0])
+    # (folder, its label with a trailing slash, whether a .gitignore above it has rules)
+    stack = [(str(start), start_prefix, ruled_above_start)]
     while stack:
-        folder, prefix = stack.pop()
+        folder, prefix, ruled_above = stack.pop()
         try:
             with os.scandir(folder) as scan:
                 entries = sorted(scan, key=lambda e: e.name)
         except OSError:
             continue
         folders = []
-        ruled = ignore.has_rules_for(prefix)
+        # The listing shows whether the folder has a .gitignore: folders without one (most) are not probed.
+        has_gitignore = any(entry.name == ".gitignore" for entry in entries)
+        ruled = ignore.has_own_rules(prefix.removesuffix("/"), has_gitignore) or ruled_above
         for entry in entries:
             label = prefix + entry.name
-            if not utf8_name(entry.name):
+            if not (entry.name.isascii() or utf8_name(entry.name)):
                 if unnamed is not None:
                     unnamed.append(printable_name(label))
                 continue
@@ -90,7 +95,7 @@ def iter_unignored(root: Path, start: Path,
                 continue
             if is_folder:
                 if entry.name not in SKIP_DIRS and not (ruled and ignore.is_ignored(label, is_dir=True)):
-                    folders.append((entry.path, f"{label}/"))
+                    folders.append((entry.path, f"{label}/", ruled))
             elif not (ruled and ignore.is_ignored(label)):
                 yield label, entry
         stack.extend(reversed(folders))
