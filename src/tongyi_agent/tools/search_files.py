@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import regex as timed_regex
+from typing import TYPE_CHECKING
 
 from tongyi_agent.tools.base import ToolContext, ToolError, ToolResult
 from tongyi_agent.tools.paths import read_lines, relative_label, start_or_root
@@ -36,6 +35,9 @@ STOP_WORDS = frozenset({
     "about", "also", "only", "other", "over", "very", "just",
 })
 
+if TYPE_CHECKING:
+    import regex as timed_regex
+
 
 @dataclass
 class _Query:
@@ -47,6 +49,8 @@ class _Query:
     def parse(cls, query: str) -> _Query:
         regex = None
         if REGEX_CHARS.search(query):
+            import regex as timed_regex  # here: only a query that looks like a pattern loads it
+
             try:
                 regex = timed_regex.compile(query, timed_regex.IGNORECASE)
             except (timed_regex.error, ValueError, OverflowError):
