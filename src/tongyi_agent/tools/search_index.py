@@ -171,7 +171,7 @@ class SearchIndex:
                 if cancelled is not None and cancelled():
                     self.db.execute("COMMIT")
                     raise IndexUnavailable("the search was abandoned while the index was being built")
-                racy |= self._index_file(label, tree.files[label], label in tree.links, old_id)
+                racy |= self._index_file(label, tree.files[label], old_id)
                 if done % COMMIT_EVERY == 0:
                     self.db.execute("COMMIT")
                     self.db.execute("BEGIN IMMEDIATE")
@@ -227,7 +227,7 @@ class SearchIndex:
         finally:
             self.db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
 
-    def _index_file(self, label: str, state: tuple[int, int], is_link: bool, old_id: int | None) -> bool:
+    def _index_file(self, label: str, state: tuple[int, int], old_id: int | None) -> bool:
         """(Re)index one file; True when it was racily clean and its row asks for another look."""
         if old_id is not None:
             self.db.execute("DELETE FROM docs WHERE rowid = ?", (old_id,))
