@@ -75,6 +75,72 @@ def test_feedback_confirmed_runs_are_reused_and_rated_down_ones_never(runner: Cl
     assert json.loads(_memory(runner, project, "list", "--json").stdout) == []
 
 
+def _feedback(runner: CliRunner, project: Path, run_id: str, score: str) -> str:
+    result = runner.invoke(app, ["--root", str(project), "--feedback", run_id[:8], score])
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def _memory_stats(runner: CliRunner, project: Path) -> dict:
+    result = runner.invoke(app, ["--root", str(project), "--training-stats", "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)["memory"]
+
+
+def test_later_ratings_judge_uses_again_and_three_rated_down_in_a_row_retire(
+        runner: CliRunner, project: Path, openai_server: FakeOpenAIServer) -> None:
+    openai_server.add(SEARCH, ANSWER)
+    good = _ask(runner, openai_server, project, "Which port does the billing service listen on?", "--train")
+    _feedback(runner, project, good["run_id"], "1")
+    kept = json.loads(_memory(runner, project, "list", "--json").stdout)[0]["id"]
+
+    later = []
+    for n, question in enumerate(["Which port does the billing service use?",
+                                  "Which port does the billing service expose?",
+                                  "Which port does the billing service open?"]):
+        openai_server.add(ANSWER, ANSWER)  # from the example; the grounding check asks once, it insists
+        run = _ask(runner, openai_server, project, question, "--train")
+        assert run["experiences"] == [kept]
+        later.append(run["run_id"])
+        out = _feedback(runner, project, run["run_id"], "1")  # the use is a success...
+        assert "retired" not in out
+        out = _feedback(runner, project, run["run_id"], "-1")  # ...until the user changes their mind
+        assert (f"experience {kept} retired" in out) == (n == 2), out
+    stats = _memory_stats(runner, project)
+    assert (stats["exist"], stats["active"], stats["retired"]) == (1, 0, 1)
+    assert (stats["with"]["runs"], stats["with"]["success_rate"]) == (3, 0.0)
+    shown = json.loads(_memory(runner, project, "show", str(kept), "--json").stdout)
+    assert (shown["uses"], shown["failures"], shown["failure_streak"]) == (3, 3, 3)  # each run counted once
+    openai_server.add(ANSWER, ANSWER)
+    assert _ask(runner, openai_server, project, "Which port does the billing service need?")["experiences"] == []
+
+    # The middle run is rated good after all: its use is a success again, and the experience is back.
+    out = _feedback(runner, project, later[1], "0.5")
+    assert f"experience {kept} is active again" in out
+    stats = _memory_stats(runner, project)
+    assert (stats["exist"], stats["active"], stats["retired"]) == (1, 1, 0)
+    assert stats["with"]["runs"] == 3 and stats["with"]["success_rate"] == 1 / 3
+    shown = json.loads(_memory(runner, project, "show", str(kept), "--json").stdout)
+    assert (shown["uses"], shown["failures"], shown["failure_streak"], shown["status"]) == (3, 2, 1, "active")
+
+
+def test_session_ratings_judge_the_last_runs_uses_again(runner: CliRunner, project: Path,
+                                                         openai_server: FakeOpenAIServer) -> None:
+    openai_server.add(SEARCH, ANSWER, *[ANSWER] * 6)
+    lines = ["Which port does the billing service listen on?", "/good",
+             "Which port does the billing service use?", "/bad",
+             "Which port does the billing service expose?", "/bad",
+             "Which port does the billing service open?", "/bad", "/good"]
+    result = runner.invoke(app, ["--root", str(project), "--base-url", openai_server.base_url, "--model-id", "fake",
+                                 "--train", "-i"], input="\n".join(lines) + "\n")
+    assert result.exit_code == 0, result.output
+    retired = result.stdout.index("experience 1 retired after 3 failed uses in a row")
+    assert result.stdout.index("experience 1 is active again", retired) > retired
+    assert result.stdout.count("retired after") == 1
+    shown = json.loads(_memory(runner, project, "show", "1", "--json").stdout)
+    assert (shown["uses"], shown["failures"], shown["failure_streak"], shown["status"]) == (3, 2, 0, "active")
+
+
 def test_memory_errors_are_one_line_exit_2(runner: CliRunner, project: Path, openai_server: FakeOpenAIServer) -> None:
     none = _memory(runner, project, "list")
     assert none.exit_code == 2 and "no training data" in none.stderr and "Traceback" not in none.output

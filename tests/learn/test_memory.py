@@ -8,12 +8,13 @@ from tongyi_agent.agent.dialects import get_dialect
 from tongyi_agent.agent.loop import Agent
 from tongyi_agent.agent.runtime import LoopRunner
 from tongyi_agent.config.training import MemorySettings, TrainingConfig
+from tongyi_agent.learn.evaluation.tasks import CONFIRMED
 from tongyi_agent.learn.lifecycle import Lifecycle
-from tongyi_agent.learn.memory import ExperienceMemory, confirmation
+from tongyi_agent.learn.memory import ExperienceMemory, confirmation, use_succeeded
 from tongyi_agent.learn.recording import RecordedRun, RunRecorder
 from tongyi_agent.learn.workspace import TrainingWorkspace
 from tongyi_agent.llm.scripted import ScriptedModel
-from tongyi_agent.store import ExperienceStore, RewardRecord, RunRecord, TrajectoryStore
+from tongyi_agent.store import Experience, ExperienceStore, RewardRecord, RunRecord, TrajectoryStore
 from tongyi_agent.tools import default_registry
 
 SEARCH = 'Thought: I will search.\nAction: search_files\nAction Input: {"query": "billing port"}'
@@ -45,6 +46,42 @@ def test_confirmation_rules() -> None:
     assert confirmation(_run(status="forced", rewards=[quality], metadata=verified), trusting) is None
 
 
+def _rating(value: float) -> RewardRecord:
+    return RewardRecord("user_feedback", value, "user")
+
+
+def test_a_use_is_judged_by_the_latest_rating_first() -> None:
+    plain = TrainingConfig(memory=MemorySettings(min_reward=0.7))
+    target = plain.prompt_optimization.optimization_target
+    right, wrong = RewardRecord("task", 1.0, "task"), RewardRecord("task", 0.0, "task")
+    assert use_succeeded(_run(rewards=[right]), plain)
+    assert not use_succeeded(_run(rewards=[right, _rating(0.0)]), plain)  # rated down after a known answer
+    assert use_succeeded(_run(rewards=[wrong, _rating(0.5)]), plain)  # 0.5 is the confirming threshold
+    assert not use_succeeded(_run(rewards=[wrong, _rating(0.49)]), plain)
+    assert use_succeeded(_run(rewards=[_rating(0.0), _rating(1.0)]), plain)  # the user changed their mind
+    assert not use_succeeded(_run(rewards=[_rating(1.0), _rating(0.2)]), plain)
+    assert use_succeeded(_run(rewards=[RewardRecord(target, 0.8)]), plain)  # no rating, no known answer
+    assert not use_succeeded(_run(rewards=[RewardRecord(target, 0.6)]), plain)
+    assert not use_succeeded(_run(status="forced", rewards=[RewardRecord(target, 0.9)]), plain)
+    assert use_succeeded(_run(status="forced", rewards=[RewardRecord(target, 0.9), _rating(1.0)]), plain)
+
+
+def test_training_stats_judge_runs_as_uses_are_judged(tmp_path: Path) -> None:
+    """The stats' SQL and use_succeeded are two statements of one rule: they must agree run by run."""
+    training = TrainingConfig(memory=MemorySettings(min_reward=0.7))
+    target = training.prompt_optimization.optimization_target
+    right, wrong = RewardRecord("task", 1.0, "task"), RewardRecord("task", 0.0, "task")
+    cases = [[], [right], [wrong], [right, _rating(0.0)], [wrong, _rating(0.5)], [_rating(0.0), _rating(1.0)],
+             [_rating(1.0), _rating(0.3)], [RewardRecord(target, 0.8)], [RewardRecord(target, 0.6)],
+             [RewardRecord(target, 0.7), RewardRecord(target, 0.9)]]
+    for n, (status, rewards) in enumerate((s, r) for s in ("success", "forced") for r in cases):
+        with TrajectoryStore(tmp_path / f"{n}.sqlite") as store:  # one run per store: no error can cancel out
+            run_id = store.record_run(_run(status=status, rewards=rewards, metadata={"experiences": [1]}))
+            expected = use_succeeded(store.get_run(run_id), training)
+            outcome = ExperienceStore(store).usage_outcomes(target, min_reward=0.7, confirmed=CONFIRMED)["with"]
+            assert outcome["success_rate"] == float(expected), (status, rewards)
+
+
 class _Project:
     """A project with recording on, running questions through the product's Lifecycle and RunRecorder."""
 
@@ -65,6 +102,13 @@ class _Project:
                                               task_answer=answer))
         lifecycle.after_run(recorded)
         return recorded, model
+
+    def confirmed_example(self) -> Experience:
+        """Ask the billing question, right on its known answer: it is kept as an experience."""
+        first, _ = self.ask("Which port does the billing service listen on?", [SEARCH, ANSWER])
+        kept = ExperienceStore(self.store).by_run(first.run_id)
+        assert kept is not None
+        return kept
 
     def close(self) -> None:
         self.loop.close()
@@ -119,9 +163,7 @@ def test_examples_stay_within_the_budget_share_of_the_context(project: Path) -> 
 def test_three_failed_uses_in_a_row_retire_an_experience(project: Path) -> None:
     p = _Project(project)
     try:
-        first, _ = p.ask("Which port does the billing service listen on?", [SEARCH, ANSWER])
-        kept = ExperienceStore(p.store).by_run(first.run_id)
-        assert kept is not None
+        kept = p.confirmed_example()
         for n in range(3):
             later, _ = p.ask(f"Which port does the billing service listen on, try {n}?", [WRONG, WRONG])
             assert later.result.experiences == [kept.id]
@@ -132,6 +174,31 @@ def test_three_failed_uses_in_a_row_retire_an_experience(project: Path) -> None:
         stats = p.workspace.stats(p.store)["memory"]
         assert (stats["exist"], stats["active"], stats["retired"]) == (1, 0, 1)
         assert stats["with"]["runs"] == 3 and stats["without"]["runs"] == 2
+    finally:
+        p.close()
+
+
+def test_a_rating_after_the_run_judges_its_use_again(project: Path) -> None:
+    p = _Project(project)
+    try:
+        kept = p.confirmed_example()
+        later, _ = p.ask("On which port does the billing service listen?", [ANSWER, ANSWER])
+        assert later.result.experiences == [kept.id]
+        memory, experiences = ExperienceMemory(p.store, p.workspace.training), ExperienceStore(p.store)
+
+        def judged() -> tuple[int, int, int, list[bool]]:
+            e = experiences.get(kept.id)
+            return e.uses, e.failures, e.failure_streak, [u.success for u in experiences.uses(kept.id)]
+
+        assert judged() == (1, 0, 0, [True])  # right on the known answer
+        p.store.add_feedback(later.run_id, -1.0)
+        assert memory.after_feedback(later.run_id) == []
+        assert judged() == (1, 1, 1, [False])  # the user says otherwise: a failed use, still one use
+        p.store.add_feedback(later.run_id, 0.8)
+        memory.after_feedback(later.run_id)
+        assert judged() == (1, 0, 0, [True])
+        stats = p.workspace.stats(p.store)["memory"]["with"]
+        assert (stats["runs"], stats["success_rate"]) == (1, 1.0)
     finally:
         p.close()
 

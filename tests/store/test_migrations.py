@@ -22,7 +22,7 @@ def test_blank_database_gets_every_migration(tmp_path: Path) -> None:
     with TrajectoryStore(path) as store:
         conn = store.connection
         assert applied_migrations(conn) == [fn.__name__ for fn in MIGRATIONS]
-        assert {"runs", "spans", "rewards", "feedback", "meta", "_migrations"} <= {
+        assert {"runs", "spans", "rewards", "feedback", "meta", "_migrations", "experiences", "experience_uses"} <= {
             row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
         }
         assert "ab_arm" in _columns(conn, "runs")

@@ -315,8 +315,10 @@ def _training_command(root: Path, *, training_stats: bool, as_json: bool, plot: 
         workspace = TrainingWorkspace.load(root, trust_root=trust_root)
         warn_ignored(err, workspace.trust, workspace.ignored)
         if feedback is not None:
-            run_id = training.feedback(workspace, *feedback)
+            run_id, notes = training.feedback(workspace, *feedback)
             out.print(f"Recorded feedback {feedback[1]:g} for run {run_id}.")
+            for note in notes:
+                out.print(note, markup=False)
         if export_path is not None:
             if not workspace.has_data():
                 raise StoreError(training.NO_DATA_HINT)

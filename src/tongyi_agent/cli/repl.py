@@ -131,8 +131,10 @@ def _rate(session: AgentSession, name: str, arg: str, *, out: Console, err: Cons
                 score = float(arg)
             except ValueError:
                 raise ValueError(f"/rate needs a number from 0 to 1, got {arg!r}") from None
-        run_id = session.rate_last(score)
+        run_id, notes = session.rate_last(score)
     except ValueError as exc:
         err.print(f"Error: {exc}", style="red", markup=False)
         return
     out.print(f"Recorded feedback {score:g} for run {run_id[:12]}.")
+    for note in notes:
+        out.print(note, style="cyan", markup=False)

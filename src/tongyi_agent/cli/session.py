@@ -233,10 +233,11 @@ class AgentSession:
                 store.close()
         self._store = self._memory_store = None
 
-    def rate_last(self, score: float) -> str:
-        """Store user feedback for the last recorded run; returns its id."""
+    def rate_last(self, score: float) -> tuple[str, list[str]]:
+        """Store user feedback for the last recorded run and judge its uses of worked examples again;
+        returns its id and notes for the user (experiences retired or active again)."""
         if self.workspace is None or self.last_run_id is None:
             raise ValueError("no recorded run to rate: start the session with --train and ask a question first")
         self.store.add_feedback(self.last_run_id, score)
-        ExperienceMemory(self.store, self.workspace.training).review_run(self.last_run_id)  # confirmed, or rated down
-        return self.last_run_id
+        notes = ExperienceMemory(self.store, self.workspace.training).after_feedback(self.last_run_id)
+        return self.last_run_id, notes

@@ -37,8 +37,9 @@ def show_stats(workspace: TrainingWorkspace, out: Console, *, as_json: bool, plo
     return 0
 
 
-def feedback(workspace: TrainingWorkspace, run_prefix: str, score: float) -> str:
-    """Store user feedback for a run; returns the full run id. Raises StoreError / ValueError."""
+def feedback(workspace: TrainingWorkspace, run_prefix: str, score: float) -> tuple[str, list[str]]:
+    """Store user feedback for a run and judge its uses of worked examples again; returns the full run
+    id and notes for the user (experiences retired or active again). Raises StoreError / ValueError."""
     # Imported here: the memory renders examples in each dialect, which brings the agent layer; the
     # other training commands (--training-stats, exports) must start without it.
     from tongyi_agent.learn.memory import ExperienceMemory
@@ -48,8 +49,8 @@ def feedback(workspace: TrainingWorkspace, run_prefix: str, score: float) -> str
     with workspace.open_store() as store:
         run_id = store.resolve_run_id(run_prefix)
         store.add_feedback(run_id, score)
-        ExperienceMemory(store, workspace.training).review_run(run_id)  # confirmed, or rated down
-    return run_id
+        notes = ExperienceMemory(store, workspace.training).after_feedback(run_id)
+    return run_id, notes
 
 
 def reset(workspace: TrainingWorkspace, out: Console, *, yes: bool) -> int:

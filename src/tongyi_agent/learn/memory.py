@@ -12,9 +12,12 @@ with its arguments and (shortened) result, the lines the answer cited, and the a
 
 At question time (``[prompt_optimization] use_history``) the ``[memory] examples`` experiences most
 like the question, from the same root and among the ``history_size`` newest, are shown before the
-question in the model's own dialect. Each later recorded run that was shown examples counts as a
-use of them: a failed use extends an experience's failure streak (which lowers its rank), and
-``retire_after`` failures in a row retire it.
+question in the model's own dialect. Each later recorded run that was shown examples counts as one
+use of each (see :func:`use_succeeded` for what makes a use fail): a failed use extends an
+experience's failure streak (which lowers its rank), and ``retire_after`` failures in a row retire it.
+A rating given after the run was recorded judges its uses again (:meth:`ExperienceMemory.after_feedback`);
+the experiences' counters and status follow, so a retirement resting on a use now judged a success is
+undone.
 """
 
 from __future__ import annotations
@@ -29,7 +32,15 @@ from tongyi_agent.agent.loop import Agent
 from tongyi_agent.config.training import TrainingConfig
 from tongyi_agent.learn.evaluation.tasks import CONFIRMED as CONFIRMED_FEEDBACK
 from tongyi_agent.llm.base import ChatResponse, ToolCall
-from tongyi_agent.store import USER_FEEDBACK, Experience, ExperienceStore, RunRecord, SpanRecord, TrajectoryStore
+from tongyi_agent.store import (
+    USER_FEEDBACK,
+    Experience,
+    ExperienceStore,
+    RunRecord,
+    SpanRecord,
+    TrajectoryStore,
+    UseChanges,
+)
 
 OBSERVATION_CHARS = 2000  # what an experience keeps of each tool result; rendering shortens further
 
@@ -38,7 +49,7 @@ def confirmation(run: RunRecord, training: TrainingConfig) -> str | None:
     """Why ``run`` counts as confirmed (``feedback``, ``task`` or ``reward``), or None."""
     if run.status == "failed":
         return None
-    ratings = [r.value for r in run.rewards if r.name == USER_FEEDBACK and r.value is not None]
+    ratings = _ratings(run)
     if any(value < CONFIRMED_FEEDBACK for value in ratings):
         return None  # rated down once: never an example, whatever else it has
     task = run.reward("task")
@@ -91,9 +102,30 @@ def _thought(dialect: Any, output: Any) -> str:
     return parsed.thought.strip()[:300]
 
 
+def latest_rating(run: RunRecord) -> float | None:
+    """The user's latest rating of ``run`` (normalised to [0, 1] by the store), or None."""
+    ratings = _ratings(run)
+    return ratings[-1] if ratings else None
+
+
+def _ratings(run: RunRecord) -> list[float]:
+    """The user's ratings of ``run``, oldest first."""
+    return [r.value for r in run.rewards if r.name == USER_FEEDBACK and r.value is not None]
+
+
 def use_succeeded(run: RunRecord, training: TrainingConfig) -> bool:
-    """Whether a run that was shown examples went well: correct on a known answer, else answered
-    by itself with a target reward of at least ``[memory] min_reward``."""
+    """Whether a run that was shown examples went well.
+
+    The user's rating comes first: the latest rating at least 0.5 (``CONFIRMED``, the threshold that
+    confirms an experience; a thumbs-down -1 is stored as 0) is a success, below it a failure. The
+    latest rating, not the lowest: a use measures how the run went, and a user who rates ``/bad`` and
+    then ``/good`` has changed their mind. (Becoming an example is stricter: one rating below 0.5 is
+    enough to keep a run from ever being copied, see :func:`confirmation`.) Without a rating: correct
+    on a known answer (``task`` reward 1), else answered by itself with a target reward of at least
+    ``[memory] min_reward``. ``ExperienceStore.usage_outcomes`` applies the same rule in SQL."""
+    rating = latest_rating(run)
+    if rating is not None:
+        return rating >= CONFIRMED_FEEDBACK
     task = run.reward("task")
     if task is not None:
         return task >= 1.0
@@ -137,15 +169,28 @@ class ExperienceMemory:
         """Count the run as a use of the examples it was shown, and keep it if it is confirmed.
         Returns notes for the user (retirements)."""
         run = self.store.get_run(run_id)
-        notes = []
+        changes = UseChanges()
         used = [int(i) for i in run.metadata.get("experiences") or []]
         if used:
-            retired = self.experiences.record_use(used, success=use_succeeded(run, self.training),
+            changes = self.experiences.record_use(run.id, used, success=use_succeeded(run, self.training),
                                                   retire_after=self.training.memory.retire_after)
-            notes += [f"experience {i} retired after {self.training.memory.retire_after} failed uses in a row"
-                      for i in retired]
         self.review(run)
-        return notes
+        return self._notes(changes)
+
+    def after_feedback(self, run_id: str) -> list[str]:
+        """The user rated ``run_id``: judge its uses of examples again, then keep or drop its own
+        experience. Returns notes for the user (retirements, and experiences active again)."""
+        run = self.store.get_run(run_id)
+        changes = self.experiences.rejudge_uses(run.id, success=use_succeeded(run, self.training),
+                                                retire_after=self.training.memory.retire_after)
+        self.review(run)
+        return self._notes(changes)
+
+    def _notes(self, changes: UseChanges) -> list[str]:
+        retire_after = self.training.memory.retire_after
+        return ([f"experience {i} retired after {retire_after} failed uses in a row" for i in changes.retired]
+                + [f"experience {i} is active again: a use that failed is now judged a success"
+                   for i in changes.reactivated])
 
     def review(self, run: RunRecord) -> Experience | None:
         """Keep ``run`` as an experience when it is confirmed; drop its experience when it no longer is

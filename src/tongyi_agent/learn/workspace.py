@@ -12,6 +12,7 @@ from tongyi_agent.config.settings import resolve_root, user_config_dir
 from tongyi_agent.config.training import TrainingConfig, load_training_config
 from tongyi_agent.config.trust import Ignored, RootTrust, root_trust
 from tongyi_agent.learn.evaluation.experiments import ExperimentManager
+from tongyi_agent.learn.evaluation.tasks import CONFIRMED
 from tongyi_agent.learn.schedule import schedule_status
 from tongyi_agent.store import (
     ExperienceStore,
@@ -94,7 +95,9 @@ class TrainingWorkspace:
         stats["schedule"] = schedule_status(store)
         stats["tool_policy"] = _policy_summary(store)
         experiences = ExperienceStore(store)
-        stats["memory"] = {**experiences.counts(), **experiences.usage_outcomes(self.target)}
+        outcomes = experiences.usage_outcomes(self.target, min_reward=self.training.memory.min_reward,
+                                              confirmed=CONFIRMED)
+        stats["memory"] = {**experiences.counts(), **outcomes}
         active = PromptStore(store).active()
         stats["active_prompt_version"] = active.id if active else None
         return stats

@@ -4,7 +4,7 @@ The only layer that opens SQLite; it imports nothing else from ``tongyi_agent``.
 """
 
 from tongyi_agent.store.db import StoreError, connect
-from tongyi_agent.store.experiences import Experience, ExperienceStore
+from tongyi_agent.store.experiences import Experience, ExperienceStore, ExperienceUse, UseChanges
 from tongyi_agent.store.export import export_dpo, export_json, export_jsonl, export_sft
 from tongyi_agent.store.migrations import MIGRATIONS, applied_migrations, migrate
 from tongyi_agent.store.prompts import PromptStore, PromptVersion
@@ -19,6 +19,7 @@ __all__ = [
     "USER_FEEDBACK",
     "Experience",
     "ExperienceStore",
+    "ExperienceUse",
     "PromptStore",
     "PromptVersion",
     "RewardRecord",
@@ -27,6 +28,7 @@ __all__ = [
     "StoreError",
     "StoreTransaction",
     "TrajectoryStore",
+    "UseChanges",
     "applied_migrations",
     "compute_stats",
     "connect",

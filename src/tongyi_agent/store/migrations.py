@@ -179,8 +179,33 @@ def m007_runs_grounded(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE runs ADD COLUMN grounded INTEGER")
 
 
+def m008_experience_uses(conn: sqlite3.Connection) -> None:
+    # One row per (experience, run that was shown it), so a use can be judged again when the run is
+    # rated later, without being counted twice. Uses counted before this table existed have no rows:
+    # their totals are kept as they were judged, in prior_*, and the per-use rows add to them.
+    for column in ("prior_uses", "prior_failures", "prior_failure_streak"):
+        conn.execute(f"ALTER TABLE experiences ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+    conn.execute("UPDATE experiences SET prior_uses = uses, prior_failures = failures, "
+                 "prior_failure_streak = failure_streak")
+    # No foreign key on run_id: a use stays counted even if its run is ever deleted, so the counters
+    # on experiences always agree with these rows.
+    conn.execute(
+        """CREATE TABLE experience_uses (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            experience_id INTEGER NOT NULL REFERENCES experiences (id) ON DELETE CASCADE,
+            run_id TEXT NOT NULL,
+            success INTEGER NOT NULL,
+            used_at REAL NOT NULL,
+            judged_at REAL NOT NULL,
+            UNIQUE (experience_id, run_id)
+        )"""
+    )
+    # Feedback on a run re-judges every use that run made.
+    conn.execute("CREATE INDEX experience_uses_run ON experience_uses (run_id)")
+
+
 MIGRATIONS: list[Migration] = [m001_initial, m002_runs_ab_arm, m003_stats_indexes, m004_runs_cost,
-                               m005_prompt_versions, m006_experiences, m007_runs_grounded]
+                               m005_prompt_versions, m006_experiences, m007_runs_grounded, m008_experience_uses]
 
 
 def applied_migrations(conn: sqlite3.Connection) -> list[str]:

@@ -175,7 +175,7 @@ class TrajectoryStore:
         """Delete every row (runs, spans, rewards, feedback, meta); the schema and migrations stay."""
 
         def write(conn: sqlite3.Connection) -> None:
-            for table in ("experiences", "feedback", "rewards", "spans", "runs", "meta"):
+            for table in ("experience_uses", "experiences", "feedback", "rewards", "spans", "runs", "meta"):
                 conn.execute(f"DELETE FROM {table}")
 
         self._write(write)
