@@ -122,6 +122,10 @@ def test_later_ratings_judge_uses_again_and_three_rated_down_in_a_row_retire(
     assert stats["with"]["runs"] == 3 and stats["with"]["success_rate"] == 1 / 3
     shown = json.loads(_memory(runner, project, "show", str(kept), "--json").stdout)
     assert (shown["uses"], shown["failures"], shown["failure_streak"], shown["status"]) == (3, 2, 1, "active")
+    assert [(u["run_id"], u["success"]) for u in shown["used_by"]] == [(later[0], False), (later[1], True),
+                                                                        (later[2], False)]
+    text = _memory(runner, project, "show", str(kept)).stdout
+    assert f"Used by runs: {later[0][:12]} failed, {later[1][:12]} ok, {later[2][:12]} failed" in text
 
 
 def test_session_ratings_judge_the_last_runs_uses_again(runner: CliRunner, project: Path,

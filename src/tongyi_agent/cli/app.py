@@ -111,7 +111,8 @@ def main_command(
         "Learning mode stored with recorded runs and used by --optimize (default from training_config.ini)."))]
     = None,
     feedback: Annotated[tuple[str, float] | None, typer.Option(rich_help_panel=RECORDING, help=(
-        "Rate a recorded run: RUN_ID (or a unique prefix) and a score in [0, 1] (or -1..0 for thumbs down)."))]
+        "Rate a recorded run: RUN_ID (or a unique prefix) and a score in [0, 1] (or -1..0 for thumbs down). "
+        "0.5 or more confirms it; the latest rating also judges its use of worked examples."))]
     = None,
     training_stats: Annotated[bool, typer.Option("--training-stats", rich_help_panel=RECORDING, help=(
         "Show statistics of the recorded runs (with --json: machine-readable) and exit."))] = False,

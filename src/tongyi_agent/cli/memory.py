@@ -25,6 +25,7 @@ memory_app = typer.Typer(help="See and prune the experience memory: confirmed ru
 
 RootOption = Annotated[Path, typer.Option("--root", "-r", help="Project folder whose training data is used.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+USED_BY_SHOWN = 10  # runs listed by `memory show` (all of them in --json)
 IdArgument = Annotated[int, typer.Argument(metavar="ID", help="Experience id (from memory list).")]
 
 
@@ -75,11 +76,14 @@ def list_experiences(root: RootOption = Path("."), as_json: JsonOption = False,
 
 @memory_app.command("show")
 def show(experience_id: IdArgument, root: RootOption = Path("."), as_json: JsonOption = False) -> None:
-    """Show one experience: the question, each tool call with its result, the cited lines, the answer."""
+    """Show one experience: the question, each tool call with its result, the cited lines, the answer, and
+    the latest runs that were shown it, with how each went."""
     with _experiences(root) as store:
         experience = _get(store, experience_id)
+        used_by = store.uses(experience_id)
     if as_json:
-        print(json.dumps(dataclasses.asdict(experience), ensure_ascii=False))
+        print(json.dumps({**dataclasses.asdict(experience), "used_by": [dataclasses.asdict(u) for u in used_by]},
+                         ensure_ascii=False))
         return
     e = experience
     out.print(f"Experience {e.id} ({e.status}; confirmed by {e.confirmed_by}; run {e.run_id})", markup=False)
@@ -87,6 +91,11 @@ def show(experience_id: IdArgument, root: RootOption = Path("."), as_json: JsonO
               f"{e.prompt_version or 'packaged default'}", markup=False)
     out.print(f"Uses: {e.uses}, failures: {e.failures} ({e.failure_streak} in a row), "
               f"last used {_when(e.last_used_at)}", markup=False)
+    if used_by:  # the runs to rate with --feedback RUN SCORE if a use was judged wrongly
+        recent = used_by[-USED_BY_SHOWN:]
+        label = "Used by runs" if len(recent) == len(used_by) else f"Used by runs (latest {len(recent)})"
+        runs = ", ".join(f"{u.run_id[:12]} {'ok' if u.success else 'failed'}" for u in recent)
+        out.print(f"{label}: {runs}", markup=False)
     out.print(f"\nQuestion: {e.question}", markup=False)
     for n, step in enumerate(e.trajectory.get("steps", []), 1):
         if step.get("thought"):
