@@ -87,10 +87,20 @@ def _pattern(spec: str) -> re.Pattern[str]:
     return re.compile(spec, re.I)
 
 
+_ANY_VERSION = re.compile(r"(?<![\w.])v?(\d+(?:\.\d+)+)(?![\w]|\.\d)")
+
+
 def is_correct(question: Question, answer: str) -> bool:
-    """An expected pattern occurs and no rejected one does (a "both X and Y" answer is not right)."""
+    """An expected pattern occurs and no rejected one does (a "both X and Y" answer is not right).
+    Where the answer is a version, naming other versions besides (not from the question) is a hedge,
+    not an answer: "2.32.4, 2.32.3, 2.32.2 and 2.31.0" is wrong."""
     if not any(_pattern(e).search(answer) for e in question.expect):
         return False
+    if all(e.startswith("v:") and "." in e for e in question.expect):
+        named = {m.group(1) for m in _ANY_VERSION.finditer(answer)}
+        given = {m.group(1) for m in _ANY_VERSION.finditer(question.question)}
+        if len(named - given) > 1:
+            return False
     return not any(_pattern(r).search(answer) for r in question.reject)
 
 

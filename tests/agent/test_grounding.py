@@ -151,7 +151,7 @@ def test_the_retry_note_names_a_query_built_from_the_question() -> None:
 def test_an_answer_about_a_subject_the_files_never_mention_is_unsupported() -> None:
     outputs = ["[click/CHANGES.rst, section \"Version 8.3.0\":]\nclick/CHANGES.rst-5- Released 2025-09-17"]
     check = check_answer("It was released on 2025-09-17.", outputs, question="When was click 8.4.0 released?")
-    assert check.unsupported_texts() == ["8.4.0"]
+    assert check.unsupported_texts() == ["2025-09-17", "8.4.0"]
     # Saying it is not there claims nothing, so nothing is missing; a subject that is there is fine.
     assert check_answer("It is not in the files.", outputs, question="When was click 8.4.0 released?").grounded
     assert check_answer("On 2025-09-17.", outputs, question="When was click 8.3.0 released?").grounded
@@ -165,3 +165,30 @@ async def test_an_error_result_supports_no_fact(tmp_path: Path) -> None:
     [failed] = [s for s in result.steps if isinstance(s, ToolStep) and not s.result.ok]
     assert "CVE-2017-1199" in failed.result.output  # the error names the path it could not read...
     assert (result.grounded, result.unsupported) == (False, ["CVE-2017-1199"])  # ...and grounds nothing
+
+
+CHARSET_HITS = (
+    '[charset_normalizer/CHANGELOG.md, section "[3.4.3](https://github.com/jawah/charset_normalizer) (2025-08-09)":]\n'
+    "charset_normalizer/CHANGELOG.md:13: - Support for Python 3.14\n"
+    "--\n"
+    '[charset_normalizer/CHANGELOG.md, section "[3.4.2](https://github.com/jawah/charset_normalizer) (2025-05-02)":]\n'
+    "charset_normalizer/CHANGELOG.md:31: - Upgraded mypyc to 1.15\n")
+
+
+def test_a_fact_counts_only_beside_the_subject_the_question_names() -> None:
+    question = "When was charset-normalizer 3.4.2 released?"
+    # The date of the neighbouring entry is in the results, but not in any block about 3.4.2.
+    wrong = check_answer("It was released on 2025-08-09.", [CHARSET_HITS], question)
+    assert wrong.unsupported_texts() == ["2025-08-09"] and [f.text for f in wrong.subjects] == ["3.4.2"]
+    assert check_answer("On 2025-05-02.", [CHARSET_HITS], question).grounded
+    # read_file's whole output is one block: a section read from its header holds the subject.
+    section = "24: ## [3.4.2](https://github.com/jawah/charset_normalizer) (2025-05-02)\n31: - Upgraded mypyc to 1.15"
+    assert check_answer("mypyc 1.15.", [section], "Which mypyc does charset-normalizer 3.4.2 use?").grounded
+    # Without a version or id in the question, any tool result supports a fact, as before.
+    assert check_answer("On 2025-08-09.", [CHARSET_HITS], "When was Python 3.14 support added?").grounded
+
+
+def test_the_note_says_which_subject_the_facts_were_missing_from() -> None:
+    note = GroundingGate("When was charset-normalizer 3.4.2 released?").retry_note(
+        "On 2025-08-09.", [CHARSET_HITS], can_retry=True)
+    assert note is not None and '"2025-08-09" appear in no tool result of this run about "3.4.2"' in note

@@ -66,6 +66,7 @@ class Grounding:
 
     facts: list[Fact] = field(default_factory=list)
     unsupported: list[Fact] = field(default_factory=list)
+    subjects: list[Fact] = field(default_factory=list)  # the question's versions and ids, facts must sit with
 
     @property
     def grounded(self) -> bool:
@@ -146,16 +147,29 @@ class Corpus:
         return False
 
 
+BLOCK_SEPARATOR = "\n--\n"  # between search_files' section groups: each is one block of evidence
+
+
 def check_answer(answer: str, tool_outputs: Iterable[str], question: str = "") -> Grounding:
-    """Which key facts of `answer` no tool output contains. An answer that claims something about a
-    subject no tool output mentions (a version or id the question names, such as "click 8.4.0")
-    rests on nothing either: those subjects count as unsupported too."""
+    """Which key facts of `answer` no tool output supports.
+
+    When the question names its subject by a version or id ("When was charset-normalizer 3.4.2
+    released?"), a fact counts only where it occurs in the same block of a tool result as that
+    subject (a search group, which names its section, or one read_file result): a date taken from
+    the entry of 3.4.3 does not answer a question about 3.4.2. An answer that claims anything about
+    a subject no tool result mentions at all ("click 8.4.0") rests on nothing: the subject itself is
+    unsupported then."""
+    outputs = list(tool_outputs)
     facts = key_facts(answer, question)
-    corpus = Corpus(tool_outputs)
+    corpus = Corpus(outputs)
     unsupported = [f for f in facts if not corpus.contains(f)]
-    if facts and question:
-        unsupported += [f for f in key_facts(question) if f.kind in ("version", "id") and not corpus.contains(f)]
-    return Grounding(facts, list(dict.fromkeys(unsupported)))
+    subjects = [f for f in key_facts(question) if f.kind in ("version", "id")] if question else []
+    if facts and subjects:
+        blocks = [Corpus([block]) for output in outputs for block in output.split(BLOCK_SEPARATOR)]
+        about = [b for b in blocks if any(b.contains(s) for s in subjects)]
+        unsupported += [f for f in facts if f not in unsupported and not any(b.contains(f) for b in about)]
+        unsupported += [s for s in subjects if not corpus.contains(s)]
+    return Grounding(facts, list(dict.fromkeys(unsupported)), subjects if facts else [])
 
 
 class GroundingGate:
@@ -178,10 +192,12 @@ class GroundingGate:
             return None
         self.retried = True
         listed = ", ".join(f'"{t}"' for t in check.unsupported_texts())
+        about = " about " + ", ".join(f'"{f.text}"' for f in check.subjects) if check.subjects else ""
         query = lookup_query(self.question)
         if looked_up:  # `{results}` stays for the loop to fill in with the look-up's output
-            return load_prompt("grounding_lookup").replace("{facts}", listed).replace("{query}", query)
-        return load_prompt("grounding_retry").format(facts=listed, query=query)
+            return (load_prompt("grounding_lookup").replace("{facts}", listed).replace("{about}", about)
+                    .replace("{query}", query))
+        return load_prompt("grounding_retry").format(facts=listed, about=about, query=query)
 
     def lookup_call(self) -> ToolCall:
         """The search the loop runs for the model when an answer was not grounded."""
