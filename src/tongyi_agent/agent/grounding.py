@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from tongyi_agent.agent.prompts import load_prompt
 from tongyi_agent.llm.base import ToolCall
+from tongyi_agent.tools.search_results import GROUP_SEPARATOR
 
 _MONTHS = {m: i for i, m in enumerate(
     "january february march april may june july august september october november december".split(), 1)}
@@ -147,9 +148,6 @@ class Corpus:
         return False
 
 
-BLOCK_SEPARATOR = "\n--\n"  # between search_files' section groups: each is one block of evidence
-
-
 def check_answer(answer: str, tool_outputs: Iterable[str], question: str = "") -> Grounding:
     """Which key facts of `answer` no tool output supports.
 
@@ -165,7 +163,7 @@ def check_answer(answer: str, tool_outputs: Iterable[str], question: str = "") -
     unsupported = [f for f in facts if not corpus.contains(f)]
     subjects = [f for f in key_facts(question) if f.kind in ("version", "id")] if question else []
     if facts and subjects:
-        blocks = [Corpus([block]) for output in outputs for block in output.split(BLOCK_SEPARATOR)]
+        blocks = [Corpus([block]) for output in outputs for block in output.split(GROUP_SEPARATOR)]
         about = [b for b in blocks if any(b.contains(s) for s in subjects)]
         unsupported += [f for f in facts if f not in unsupported and not any(b.contains(f) for b in about)]
         unsupported += [s for s in subjects if not corpus.contains(s)]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from tongyi_agent.tools.base import ToolContext, ToolError, ToolResult
 from tongyi_agent.tools.paths import read_lines, relative_label, start_or_root
 from tongyi_agent.tools.search_index import IndexUnavailable, search_candidates
-from tongyi_agent.tools.search_results import Hit, render_hits
+from tongyi_agent.tools.search_results import GROUP_SEPARATOR, Hit, render_hits
 from tongyi_agent.tools.walk import iter_files
 
 MAX_HITS = 10
@@ -169,4 +169,4 @@ def search_files(ctx: ToolContext, query: str, path: str = ".") -> ToolResult:
     blocks, sources = render_hits([Hit(h.label, h.line, h.lines) for h in shown], max_chars=MAX_SHOWN_CHARS)
     if len(hits) > MAX_HITS:
         blocks.append(f"... {len(hits) - MAX_HITS} more matching lines; use more specific words or a path")
-    return ToolResult(output=note + "\n--\n".join(blocks), sources=sources)
+    return ToolResult(output=note + GROUP_SEPARATOR.join(blocks), sources=sources)

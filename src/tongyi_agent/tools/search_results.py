@@ -16,6 +16,7 @@ from tongyi_agent.tools.base import SourceRef
 from tongyi_agent.tools.sections import Section, enclosing, find_sections, is_rule
 
 CONTEXT = 1  # lines shown either side of a hit
+GROUP_SEPARATOR = "\n--\n"  # between the groups of one search result
 
 
 @dataclass(frozen=True)
