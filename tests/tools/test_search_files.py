@@ -148,4 +148,5 @@ def test_line_in_file_about_the_subject_ranks_first(tmp_path: Path) -> None:
     (tmp_path / "billing.md").write_text("# Billing\n- Listens on port 8443.\n")
     (tmp_path / "search.md").write_text("# Search service\n- Listens on port 9200.\n")
     result = search_files(ToolContext(root=tmp_path), "search service port")
-    assert [s.label() for s in result.sources] == ["search.md:1", "search.md:2", "billing.md:2", "billing.md:1"]
+    # search.md's port line matches "port" itself and "search service" in its heading: it comes first.
+    assert [s.label() for s in result.sources] == ["search.md:2", "search.md:1", "billing.md:2", "billing.md:1"]

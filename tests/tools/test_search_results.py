@@ -35,14 +35,14 @@ def test_hits_in_one_section_share_one_header_and_adjacent_context_shows_once(tm
     first, second = result.output.split("\n--\n")
     # Lines 7-9 are adjacent hits: their context windows overlap, yet every line appears once.
     assert first.splitlines() == [
-        '[CHANGES.rst, section "2.1.0 (2025-03-02)":]',
+        '[CHANGES.rst, section "2.1.0 (2025-03-02)", 3 list items:]',
         "CHANGES.rst:7: - Added the retry budget.",
         "CHANGES.rst:8: - Fixed a leak in the retry loop.",
         "CHANGES.rst:9: - Fixed the retry delay rounding.",
         '[whole section: read_file(path="CHANGES.rst", start_line=4, end_line=9)]',
     ]
     assert second.splitlines() == [
-        '[CHANGES.rst, section "2.0.0 (2024-11-30)":]',
+        '[CHANGES.rst, section "2.0.0 (2024-11-30)", 2 list items:]',
         "CHANGES.rst-14- - Dropped Python 3.8.",
         "CHANGES.rst:15: - Fixed a retry crash.",
         '[whole section: read_file(path="CHANGES.rst", start_line=11, end_line=15)]',
@@ -66,7 +66,7 @@ def test_gaps_inside_a_section_are_marked(tmp_path: Path) -> None:
     (tmp_path / "NEWS.md").write_text(f"## 3.0 - 2025-01-05\n- special first\n{body}\n- special again\n")
     lines = search_files(ToolContext(root=tmp_path), "special").output.splitlines()
     # Lines 2 and 11 are hits; the lines between their context windows are left out, and marked.
-    assert lines[:5] == ['[NEWS.md, section "3.0 - 2025-01-05":]', "NEWS.md:2: - special first",
+    assert lines[:5] == ['[NEWS.md, section "3.0 - 2025-01-05", 10 list items:]', "NEWS.md:2: - special first",
                          "NEWS.md-3- - change 1", "...", "NEWS.md-10- - change 8"]
     assert lines[5] == "NEWS.md:11: - special again"
 
@@ -91,7 +91,7 @@ def test_real_changelog_hit_carries_its_release_header(tmp_path: Path) -> None:
     output = search_files(ToolContext(root=tmp_path), "HTTPResponse.shutdown connection already released").output
     block = output.split("\n--\n")[0].splitlines()
     # The version and date are in the entry's header, the hit is under its Bugfixes subsection.
-    assert block[0] == '[urllib3/CHANGES.rst, section "2.5.0 (2025-06-18) > Bugfixes":]'
+    assert block[0] == '[urllib3/CHANGES.rst, section "2.5.0 (2025-06-18) > Bugfixes", 4 list items:]'
     assert any(line.startswith("urllib3/CHANGES.rst:20:") for line in block)
     assert block[-1] == '[whole section: read_file(path="urllib3/CHANGES.rst", start_line=12, end_line=21)]'
 
@@ -102,3 +102,39 @@ def test_a_version_in_the_query_counts_as_a_word(tmp_path: Path) -> None:
     (tmp_path / "NOTES.md").write_text("# Notes\n\nPython is used for scripts.\n")
     result = search_files(ToolContext(root=tmp_path), "Python 3.8")
     assert result.sources[0].label() == "CHANGES.rst:14"
+
+
+def test_a_hit_on_a_heading_shows_the_first_lines_of_its_section(tmp_path: Path) -> None:
+    (tmp_path / "CHANGES.rst").write_text(CHANGES)
+    block = search_files(ToolContext(root=tmp_path), "2.0.0").output.split("\n--\n")[0].splitlines()
+    # The heading alone says only that 2.0.0 exists; its items say what it changed. The underline
+    # below the heading is not shown: it carries nothing.
+    assert block == [
+        '[CHANGES.rst, section "2.0.0 (2024-11-30)", 2 list items:]',
+        "CHANGES.rst:11: 2.0.0 (2024-11-30)",
+        "CHANGES.rst-14- - Dropped Python 3.8.",
+        "CHANGES.rst-15- - Fixed a retry crash.",
+        '[whole section: read_file(path="CHANGES.rst", start_line=11, end_line=15)]',
+    ]
+
+
+def test_list_items_count_the_sections_own_top_level_items(tmp_path: Path) -> None:
+    news = ("# Changelog\n\n## 1.1 - 2025-02-01\n\nIntro line.\n\n- first\n  - a detail, not an item\n"
+            "  continued\n* second\n3. third\n\n### Security\n\n- in a subsection\n")
+    (tmp_path / "NEWS.md").write_text(news)
+    lines = search_files(ToolContext(root=tmp_path), "intro").output.splitlines()
+    # Nested bullets and the subsection's items are not the section's own items.
+    assert lines[0] == '[NEWS.md, section "1.1 - 2025-02-01", 3 list items:]'
+    (tmp_path / "tool.py").write_text("def items():\n    - 1\n    - 2\n")
+    code = search_files(ToolContext(root=tmp_path), "items", path="tool.py").output
+    assert code.splitlines()[0] == '[tool.py, section "def items():":]'  # code has no list items
+
+
+def test_words_in_the_headings_above_a_line_rank_it(tmp_path: Path) -> None:
+    shutil.copytree(REAL_DOCS / "urllib3", tmp_path / "urllib3")
+    shutil.copytree(REAL_DOCS / "requests", tmp_path / "requests")
+    output = search_files(ToolContext(root=tmp_path), "Bugfixes urllib3 2.5.0").output
+    # requests' "Many, many urllib3 bugfixes" matches two words on its own line; urllib3's
+    # Bugfixes heading matches one, and 2.5.0 and urllib3 in its entry's heading and path.
+    first = output.split("\n--\n")[0].splitlines()
+    assert first[0] == '[urllib3/CHANGES.rst, section "2.5.0 (2025-06-18) > Bugfixes", 4 list items:]'

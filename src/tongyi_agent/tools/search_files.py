@@ -11,6 +11,7 @@ from tongyi_agent.tools.base import ToolContext, ToolError, ToolResult
 from tongyi_agent.tools.paths import read_lines, relative_label, start_or_root
 from tongyi_agent.tools.search_index import IndexUnavailable, search_candidates
 from tongyi_agent.tools.search_results import GROUP_SEPARATOR, Hit, render_hits
+from tongyi_agent.tools.sections import find_sections, heading_text, innermost
 from tongyi_agent.tools.walk import iter_files
 
 MAX_HITS = 10
@@ -66,9 +67,14 @@ class _Query:
         """Plain words an FTS5 index can look up; a regex or a literal like "C#" needs the scan."""
         return self.regex is None and all(re.fullmatch(r"\w{3,}", word) for word in self.words)
 
-    def score(self, line: str) -> int:
+    def score(self, line: str, headings: str = "") -> int:
+        """Distinct query words in the line or in the headings it sits under (a hit under
+        "2.5.0 > Bugfixes" matches "bugfixes 2.5.0" twice), plus a bonus for a regex match."""
         lowered = line.lower()
-        score = sum(1 for word in self.words if word in lowered)
+        if not any(word in lowered for word in self.words) and (self.regex is None or not self._matches(line)):
+            return 0  # a line must match by itself: headings only rank the lines that do
+        context = lowered + "\n" + headings.lower()
+        score = sum(1 for word in self.words if word in context)
         if self.regex is not None and self._matches(line):
             # A deliberate pattern outranks any mix of loose words.
             score += len(self.words) + 1
@@ -108,16 +114,20 @@ def _file_hits(query: _Query, root: Path, file: Path) -> list[_Hit]:
     except OSError:
         return []
     label = relative_label(root, file)
+    matching = [n for n, text in enumerate(lines, start=1) if query.score(text)]
+    if not matching:
+        return []
     # A line in a file about the question's subject (its name or text mentions the other query
-    # words) outranks an equally matching line elsewhere: "search port" prefers search.md's port.
-    whole = (label + "\n" + "\n".join(lines)).lower()
-    topic = 0.5 * sum(1 for word in query.words if word in whole)
-    hits = []
-    for number, text in enumerate(lines, start=1):
-        score = query.score(text)
-        if score:
-            hits.append(_Hit(score + topic, label, number, lines))
-    return hits
+    # words) outranks an equally matching line elsewhere: "search port" prefers search.md's port,
+    # and a word in the file's path ("urllib3/CHANGES.rst") weighs as much as one in its text.
+    whole = "\n".join(lines).lower()
+    lowered_label = label.lower()
+    topic = sum(0.5 * (word in whole) + 0.5 * (word in lowered_label) for word in query.words)
+    sections = find_sections(label, lines)
+    owner = innermost(sections, len(lines))
+    headings = {index: heading_text(sections, lines, index)
+                for index in {owner[n] for n in matching} if index is not None}
+    return [_Hit(query.score(lines[n - 1], headings.get(owner[n], "")) + topic, label, n, lines) for n in matching]
 
 
 def gather_hits(ctx: ToolContext, query: _Query, start: Path) -> list[_Hit]:

@@ -13,9 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tongyi_agent.tools.base import SourceRef
-from tongyi_agent.tools.sections import Section, enclosing, find_sections, is_rule
+from tongyi_agent.tools.sections import Section, enclosing, find_sections, is_prose, is_rule, list_items
 
 CONTEXT = 1  # lines shown either side of a hit
+# A hit on a section's own heading ("idna 3.9" finds `3.9 (2024-09-13)`) says only that the section
+# exists; its first lines say what it holds. Shown for the best few such groups, to bound the output.
+HEADING_BODY_LINES = 5
+HEADING_BODY_GROUPS = 3
 GROUP_SEPARATOR = "\n--\n"  # between the groups of one search result
 
 
@@ -46,6 +50,7 @@ def render_hits(hits: Sequence[Hit], max_chars: int = 300) -> tuple[list[str], l
     blocks: list[str] = []
     header_refs: list[SourceRef] = []
     hit_lines = {(h.label, h.line) for h in hits}
+    bodies_left = HEADING_BODY_GROUPS
     for (label, inner), members in groups.items():
         sections = sections_of[label]
         lines = members[0].lines
@@ -53,15 +58,21 @@ def render_hits(hits: Sequence[Hit], max_chars: int = 300) -> tuple[list[str], l
         shown: set[int] = set()
         matched = {h.line for h in members}
         for hit in members:
-            # Blank context lines carry nothing and cost context space; header lines are named above.
+            # Blank lines and underlines carry nothing and cost context space; headers are named above.
             shown.update(n for n in range(max(1, hit.line - CONTEXT), min(len(lines), hit.line + CONTEXT) + 1)
-                         if n in matched or (lines[n - 1].strip() and n not in headers))
+                         if n in matched or (lines[n - 1].strip() and n not in headers and not is_rule(lines[n - 1])))
+        if inner is not None and bodies_left and matched & set(sections[inner].header):
+            bodies_left -= 1
+            shown.update(_body(lines, sections[inner]))
         out: list[str] = []
         if inner is not None:
             # The headers in words, in front of the hits: a small model reads "section X" as where the
-            # hit belongs, where bare header lines above it were often skipped.
+            # hit belongs, where bare header lines above it were often skipped. The count of its list
+            # items answers "how many" without counting lines, which small models do badly.
             names = " > ".join(title(lines[n - 1]) for n in headers)
-            out.append(f"[{label}, section \"{shorten(names, max_chars)}\":]")
+            items = list_items(lines, sections, inner) if is_prose(label) else 0
+            count = f", {items} list item{'s' if items != 1 else ''}" if items else ""
+            out.append(f"[{label}, section \"{shorten(names, max_chars)}\"{count}:]")
         previous = None
         for number in sorted(shown):
             skipped = range(previous + 1, number) if previous is not None else range(0)
@@ -78,6 +89,13 @@ def render_hits(hits: Sequence[Hit], max_chars: int = 300) -> tuple[list[str], l
         header_refs.extend(SourceRef(label, n, lines[n - 1]) for n in headers if (label, n) not in hit_lines)
     sources = [SourceRef(h.label, h.line, h.lines[h.line - 1]) for h in hits]
     return blocks, sources + list(dict.fromkeys(header_refs))
+
+
+def _body(lines: Sequence[str], section: Section) -> list[int]:
+    """The first lines of a section's text: not blank, not a heading of its own, not an underline."""
+    body = [n for n in range(section.start, section.end + 1)
+            if n not in section.header and lines[n - 1].strip() and not is_rule(lines[n - 1])]
+    return body[:HEADING_BODY_LINES]
 
 
 def title(line: str) -> str:

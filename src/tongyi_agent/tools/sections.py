@@ -93,6 +93,25 @@ def find_sections(label: str, lines: Sequence[str]) -> list[Section]:
     return _nest(lines, headings, _trailers(lines))
 
 
+_LIST_ITEM = re.compile(r"^(\s*)(?:[-*+\u2022]|\d{1,3}[.)])\s+\S")
+
+
+def is_prose(label: str) -> bool:
+    """Documents (Markdown, reStructuredText, text, changelogs), not code, tables or config."""
+    suffix = "." + label.rsplit(".", 1)[-1].lower() if "." in label.rsplit("/", 1)[-1] else ""
+    return suffix not in PYTHON | JAVASCRIPT | INI | TABLES
+
+
+def list_items(lines: Sequence[str], sections: Sequence[Section], index: int) -> int:
+    """Top-level list items (``- x``, ``* x``, ``1. x``) in section `index`'s own text, its
+    subsections left out: what a reader counts for "how many changes does 2.4.0 list"."""
+    section = sections[index]
+    end = min((s.start - 1 for s in sections if s.parent == index), default=section.end)
+    indents = [len(m.group(1).expandtabs()) for n in range(section.start, end + 1)
+               if n not in section.header and (m := _LIST_ITEM.match(lines[n - 1]))]
+    return indents.count(min(indents)) if indents else 0
+
+
 def is_rule(text: str) -> bool:
     """An underline or a horizontal rule: punctuation repeated, no words."""
     return bool(_UNDERLINE.match(text.strip()))
@@ -109,6 +128,24 @@ def enclosing(sections: Sequence[Section], line: int) -> list[int]:
         chain.append(inner)
         inner = sections[inner].parent
     return chain[::-1]
+
+
+def innermost(sections: Sequence[Section], total: int) -> list[int | None]:
+    """For each line 1..`total` (index 0 unused), the index of the innermost section holding it."""
+    owner: list[int | None] = [None] * (total + 1)
+    for index, section in enumerate(sections):  # file order: a subsection overwrites its parent
+        owner[section.start:min(section.end, total) + 1] = [index] * (min(section.end, total) + 1 - section.start)
+    return owner
+
+
+def heading_text(sections: Sequence[Section], lines: Sequence[str], index: int) -> str:
+    """The header lines of section `index` and of every section around it, one per line."""
+    out: list[str] = []
+    current: int | None = index
+    while current is not None:
+        out[:0] = [lines[n - 1] for n in sections[current].header]
+        current = sections[current].parent
+    return "\n".join(out)
 
 
 def _markdown(lines: Sequence[str]) -> list[_Heading]:
