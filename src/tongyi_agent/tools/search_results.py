@@ -4,7 +4,8 @@ Each group opens with one line that names the section in words, from the heading
 (with any date line or trailer that names it): `[CHANGES.rst, section "2.5.0 (2025-06-18) > Bugfixes":]`.
 Then each hit with a line of context either side, every line at most once even where the context
 windows of adjacent hits overlap, and the call that reads the whole section. Groups come in the
-order of their best hit. The header lines stay among the returned sources, so answers can cite them.
+order of their best hit. Header lines, and a section's first lines shown under a hit on its heading,
+are among the returned sources too, so answers can cite them.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def shorten(text: str, max_chars: int) -> str:
 
 def render_hits(hits: Sequence[Hit], max_chars: int = 300) -> tuple[list[str], list[SourceRef]]:
     """One text block per group, and the sources shown: the hits (in the given order), then the
-    header lines that are not hits themselves. Lines longer than `max_chars` are cut."""
+    header lines, then the first lines shown under a heading hit, each once. Lines longer than
+    `max_chars` are cut."""
     sections_of: dict[str, list[Section]] = {}
     groups: dict[tuple[str, int | None], list[Hit]] = {}
     for hit in hits:
@@ -49,6 +51,7 @@ def render_hits(hits: Sequence[Hit], max_chars: int = 300) -> tuple[list[str], l
 
     blocks: list[str] = []
     header_refs: list[SourceRef] = []
+    body_refs: list[SourceRef] = []
     hit_lines = {(h.label, h.line) for h in hits}
     bodies_left = HEADING_BODY_GROUPS
     for (label, inner), members in groups.items():
@@ -61,9 +64,11 @@ def render_hits(hits: Sequence[Hit], max_chars: int = 300) -> tuple[list[str], l
             # Blank lines and underlines carry nothing and cost context space; headers are named above.
             shown.update(n for n in range(max(1, hit.line - CONTEXT), min(len(lines), hit.line + CONTEXT) + 1)
                          if n in matched or (lines[n - 1].strip() and n not in headers and not is_rule(lines[n - 1])))
+        body: list[int] = []
         if inner is not None and bodies_left and matched & set(sections[inner].header):
             bodies_left -= 1
-            shown.update(_body(lines, sections[inner]))
+            body = _body(lines, sections[inner])
+            shown.update(body)
         out: list[str] = []
         if inner is not None:
             # The headers in words, in front of the hits: a small model reads "section X" as where the
@@ -87,8 +92,9 @@ def render_hits(hits: Sequence[Hit], max_chars: int = 300) -> tuple[list[str], l
                        f"end_line={section.end})]")
         blocks.append("\n".join(out))
         header_refs.extend(SourceRef(label, n, lines[n - 1]) for n in headers if (label, n) not in hit_lines)
+        body_refs.extend(SourceRef(label, n, lines[n - 1]) for n in body if (label, n) not in hit_lines)
     sources = [SourceRef(h.label, h.line, h.lines[h.line - 1]) for h in hits]
-    return blocks, sources + list(dict.fromkeys(header_refs))
+    return blocks, list(dict.fromkeys(sources + header_refs + body_refs))
 
 
 def _body(lines: Sequence[str], section: Section) -> list[int]:
