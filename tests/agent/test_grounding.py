@@ -184,8 +184,27 @@ def test_a_fact_counts_only_beside_the_subject_the_question_names() -> None:
     # read_file's whole output is one block: a section read from its header holds the subject.
     section = "24: ## [3.4.2](https://github.com/jawah/charset_normalizer) (2025-05-02)\n31: - Upgraded mypyc to 1.15"
     assert check_answer("mypyc 1.15.", [section], "Which mypyc does charset-normalizer 3.4.2 use?").grounded
-    # Without a version or id in the question, any tool result supports a fact, as before.
+    # A line that names the subject is about it, together with the name of its section.
     assert check_answer("On 2025-08-09.", [CHARSET_HITS], "When was Python 3.14 support added?").grounded
+
+
+def test_a_subject_named_on_another_line_of_a_group_supports_nothing_beside_it() -> None:
+    # idna's 2.9 entry mentions "Python 3.7" on the line after the one that thanks Julien Bernard.
+    hits = ('[idna/HISTORY.rst, section "2.9 (2020-02-16)", 6 list items:]\n'
+            "idna/HISTORY.rst-128- - Prohibit A-labels ending with a hyphen (Thanks, Julien Bernard!)\n"
+            "idna/HISTORY.rst:129: - Future-proofing: Test on Python 3.7 and 3.8, don't immediately\n")
+    question = "Who is thanked for reporting the issue fixed in idna 3.7?"
+    assert check_answer("Julien Bernard.", [hits], question).unsupported_texts() == ["Julien Bernard"]
+    assert check_answer("Julien Bernard.", [hits], "Who is thanked in idna 2.9?").grounded
+
+
+def test_a_link_target_in_a_heading_does_not_name_its_subject() -> None:
+    # Keep a Changelog headings link to a comparison with the previous version.
+    heading = ('[charset_normalizer/CHANGELOG.md, section "3.4.3 (2025-08-09)":]\n'
+               "charset_normalizer/CHANGELOG.md:5: ## [3.4.3](https://github.com/o/c/compare/3.4.2...3.4.3) "
+               "(2025-08-09)\n")
+    check = check_answer("On 2025-08-09.", [heading], "When was charset-normalizer 3.4.2 released?")
+    assert check.unsupported_texts() == ["2025-08-09", "3.4.2"]
 
 
 def test_the_note_says_which_subject_the_facts_were_missing_from() -> None:

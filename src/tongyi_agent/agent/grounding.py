@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from tongyi_agent.agent.prompts import load_prompt
 from tongyi_agent.llm.base import ToolCall
-from tongyi_agent.tools.search_results import GROUP_SEPARATOR
+from tongyi_agent.tools.search_results import GROUP_SEPARATOR, section_of
 
 _MONTHS = {m: i for i, m in enumerate(
     "january february march april may june july august september october november december".split(), 1)}
@@ -38,6 +38,7 @@ _NUMBER = re.compile(r"(?<![\w.,])-?(?:\d{1,3}(?:,\d{3})+|\d{2,})(?:\.\d+)?(?![\
 _CITATION = re.compile(r"(?:[\w.-]+/)*[\w-]+\.[A-Za-z]\w{0,4}:\d+(?:-\d+)?|https?://\S+"
                        r"|(?<![\w/.])(?!10\.\d{4,9}/)(?:[\w-]+/)+[\w.-]+"
                        r"|\b[\w-]+\.(?:md|rst|txt|csv|py|json|ya?ml|toml|ini|cfg|log|tsv)\b")
+_URL = re.compile(r"https?://\S+")
 _NAME_PARTICLE = r"(?:van|von|der|den|de|da|di|du|la|le|del|dos|bin|al)"
 _MULTIWORD = re.compile(rf"\b[A-Z][\w'’-]*[a-z][\w'’-]*(?:\s+(?:{_NAME_PARTICLE}\s+)*[A-Z][\w'’-]*[a-z][\w'’-]*)+")
 _ONE_WORD = re.compile(r"\b(?:[A-Z]+[a-z]+[A-Z][A-Za-z]*|[A-Z]{2,}[a-z]{2,}[A-Za-z]*|[a-z]+[A-Z][A-Za-z]*"
@@ -163,11 +164,33 @@ def check_answer(answer: str, tool_outputs: Iterable[str], question: str = "") -
     unsupported = [f for f in facts if not corpus.contains(f)]
     subjects = [f for f in key_facts(question) if f.kind in ("version", "id")] if question else []
     if facts and subjects:
-        blocks = [Corpus([block]) for output in outputs for block in output.split(GROUP_SEPARATOR)]
-        about = [b for b in blocks if any(b.contains(s) for s in subjects)]
+        about = _about(outputs, subjects)
         unsupported += [f for f in facts if f not in unsupported and not any(b.contains(f) for b in about)]
-        unsupported += [s for s in subjects if not corpus.contains(s)]
+        named = Corpus(_URL.sub(" ", output) for output in outputs)
+        unsupported += [s for s in subjects if not named.contains(s)]
     return Grounding(facts, list(dict.fromkeys(unsupported)), subjects if facts else [])
+
+
+def _about(outputs: list[str], subjects: list[Fact]) -> list[Corpus]:
+    """The parts of the tool results that are about one of `subjects`: a search group whose section
+    names it, else each line of the group that names it, with the section's name (a hit under 2.9
+    that mentions "Python 3.7" is not about idna 3.7, but the date of 2.9 is about that hit); one
+    read_file result that names it. Link targets do not name anything
+    (`compare/3.4.2...3.4.3` is in the heading of 3.4.3)."""
+
+    def names(text: str) -> bool:
+        corpus = Corpus([_URL.sub(" ", text)])
+        return any(corpus.contains(s) for s in subjects)
+
+    parts: list[Corpus] = []
+    for output in outputs:
+        for block in output.split(GROUP_SEPARATOR):
+            section = section_of(block)
+            if section is None or names(section):
+                parts += [Corpus([block])] if names(block) else []
+            else:
+                parts += [Corpus([section, line]) for line in block.splitlines()[1:] if names(line)]
+    return parts
 
 
 class GroundingGate:

@@ -10,6 +10,7 @@ are among the returned sources too, so answers can cite them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,6 +23,8 @@ CONTEXT = 1  # lines shown either side of a hit
 HEADING_BODY_LINES = 5
 HEADING_BODY_GROUPS = 3
 GROUP_SEPARATOR = "\n--\n"  # between the groups of one search result
+_SECTION_LINE = re.compile(r'^\[.*, section ".*"(?:, \d+ list items?)?:\]$')
+_MARKDOWN_LINK = re.compile(r"\[([^\]]*)\]\([^)\s]*\)")
 
 
 @dataclass(frozen=True)
@@ -105,8 +108,15 @@ def _body(lines: Sequence[str], section: Section) -> list[int]:
 
 
 def title(line: str) -> str:
-    """A header line without its markup: `## [1.2.0] - 2025-01-02` -> `[1.2.0] - 2025-01-02`."""
-    return line.strip().strip("#*=").strip()
+    """A header line without its markup: `## [1.2.0] - 2025-01-02` -> `[1.2.0] - 2025-01-02`. A link
+    shows as its text: `## [3.4.3](https://x/compare/3.4.2...3.4.3)` is about 3.4.3, not 3.4.2."""
+    return _MARKDOWN_LINK.sub(r"\1", line.strip().strip("#*=").strip())
+
+
+def section_of(group: str) -> str | None:
+    """The line naming a search group's section (its first line), or None for other text."""
+    first = group.split("\n", 1)[0]
+    return first if _SECTION_LINE.match(first) else None
 
 
 def _header_lines(sections: Sequence[Section], inner: int | None, total: int) -> list[int]:
