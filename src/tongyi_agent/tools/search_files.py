@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +24,9 @@ CANDIDATE_FILES = 50
 # Below this many bytes of text under the searched folder a scan is as fast as the index
 # (benchmarks/latency.py measures both), and the exact substring matching of the scan is kept.
 SCAN_BELOW_BYTES = 1_000_000
+_LINK_TARGET = re.compile(r"\]\([^)\s]*\)")  # the `(url)` of a Markdown link `[text](url)`
+REGEX_KEY = "\0regex"  # stands for the pattern among a hit's matched words
+REGEX_WEIGHT = 100.0
 REGEX_CHARS = re.compile(r"[\\.^$*+?{}\[\]|()]")
 # A pattern like (a+)+$ backtracks exponentially on some lines: each line gets this long (the `regex`
 # package's timeout, matching without the GIL so Ctrl-C still works), and a pattern that runs out of
@@ -67,18 +72,20 @@ class _Query:
         """Plain words an FTS5 index can look up; a regex or a literal like "C#" needs the scan."""
         return self.regex is None and all(re.fullmatch(r"\w{3,}", word) for word in self.words)
 
-    def score(self, line: str, headings: str = "") -> int:
-        """Distinct query words in the line or in the headings it sits under (a hit under
-        "2.5.0 > Bugfixes" matches "bugfixes 2.5.0" twice), plus a bonus for a regex match."""
+    def match(self, line: str, headings: str = "") -> dict[str, float]:
+        """The query words of a line that matches by itself, each with its weight: 1 for a word in
+        the line or in the headings it sits under (a hit under "2.5.0 > Bugfixes" matches "bugfixes
+        2.5.0" twice), 0.5 for one only in a link's target (`[3.4.3](.../compare/3.4.2...3.4.3)` is
+        about 3.4.3). A regex match counts as the pattern itself, REGEX_WEIGHT. Empty: no match."""
         lowered = line.lower()
-        if not any(word in lowered for word in self.words) and (self.regex is None or not self._matches(line)):
-            return 0  # a line must match by itself: headings only rank the lines that do
-        context = lowered + "\n" + headings.lower()
-        score = sum(1 for word in self.words if word in context)
-        if self.regex is not None and self._matches(line):
-            # A deliberate pattern outranks any mix of loose words.
-            score += len(self.words) + 1
-        return score
+        regex = self.regex is not None and self._matches(line)
+        if not regex and not any(word in lowered for word in self.words):
+            return {}  # headings only rank the lines that match by themselves
+        context = _LINK_TARGET.sub("]", lowered + "\n" + headings.lower())
+        found = {word: 1.0 if word in context else 0.5 for word in self.words if word in lowered or word in context}
+        if regex:
+            found[REGEX_KEY] = REGEX_WEIGHT  # a deliberate pattern outranks any mix of loose words
+        return found
 
     def _matches(self, line: str) -> bool:
         try:
@@ -100,10 +107,27 @@ class _Query:
 
 @dataclass(frozen=True)
 class _Hit:
-    score: float
     label: str
     line: int
     lines: tuple[str, ...]  # all lines of the file, for context
+    words: dict[str, float]  # the query words matched, with their weights (_Query.match)
+    topic: float  # how much the file is about the query (its path and text)
+
+
+def ranked(hits: list[_Hit]) -> list[_Hit]:
+    """Best first. A word on few of the matching lines tells them apart, one on all of them (the
+    project's name in its own changelog) hardly does, so each word weighs as in BM25's idf: 1 for a
+    word on every matching line, more for a rarer one."""
+    if not hits:
+        return []
+    lines_with = Counter(word for hit in hits for word in hit.words)
+    idf = {word: 1 + math.log(len(hits) / count) for word, count in lines_with.items()}
+    idf[REGEX_KEY] = 1.0
+
+    def score(hit: _Hit) -> float:
+        return sum(weight * idf[word] for word, weight in hit.words.items()) + hit.topic
+
+    return sorted(hits, key=lambda h: (-score(h), h.label, h.line))
 
 
 def _file_hits(query: _Query, root: Path, file: Path) -> list[_Hit]:
@@ -114,7 +138,7 @@ def _file_hits(query: _Query, root: Path, file: Path) -> list[_Hit]:
     except OSError:
         return []
     label = relative_label(root, file)
-    matching = [n for n, text in enumerate(lines, start=1) if query.score(text)]
+    matching = [n for n, text in enumerate(lines, start=1) if query.match(text)]
     if not matching:
         return []
     # A line in a file about the question's subject (its name or text mentions the other query
@@ -127,7 +151,7 @@ def _file_hits(query: _Query, root: Path, file: Path) -> list[_Hit]:
     owner = innermost(sections, len(lines))
     headings = {index: heading_text(sections, lines, index)
                 for index in {owner[n] for n in matching} if index is not None}
-    return [_Hit(query.score(lines[n - 1], headings.get(owner[n], "")) + topic, label, n, lines) for n in matching]
+    return [_Hit(label, n, lines, query.match(lines[n - 1], headings.get(owner[n], "")), topic) for n in matching]
 
 
 def gather_hits(ctx: ToolContext, query: _Query, start: Path) -> list[_Hit]:
@@ -174,7 +198,7 @@ def search_files(ctx: ToolContext, query: str, path: str = ".") -> ToolResult:
         # The query is not repeated: a made-up id searched for would otherwise appear in a tool result.
         return ToolResult(output=f"{note}no matches under {where!r}; try other words, "
                                  f"or call list_files to see which files exist")
-    hits.sort(key=lambda h: (-h.score, h.label, h.line))
+    hits = ranked(hits)
     shown = hits[:MAX_HITS]
     blocks, sources = render_hits([Hit(h.label, h.line, h.lines) for h in shown], max_chars=MAX_SHOWN_CHARS)
     if len(hits) > MAX_HITS:
