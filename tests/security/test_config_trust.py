@@ -295,3 +295,18 @@ def test_dotenv_cannot_weaken_the_sandbox_or_choose_its_interpreter(runner: CliR
         result = runner.invoke(app, ["--root", str(repo), "--base-url", model.base_url, "--model-id", "m", "q"])
     assert result.exit_code == 0, result.output
     assert all(name in result.stderr for name in ("TONGYI_SANDBOX_WEAK", "TONGYI_SANDBOX_PYTHON"))
+
+
+def test_models_ini_in_the_folder_cannot_turn_the_grounding_check_off(repo: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # A folder that wants its planted "facts" printed without the UNVERIFIED mark asks for no check.
+    monkeypatch.delenv("TONGYI_GROUNDING")
+    (repo / "models.ini").write_text("[agent]\ngrounding = off\n")
+    settings = load_settings(repo)
+    assert settings.grounding == "check"
+    assert [i.label() for i in settings.ignored] == ["models.ini [agent] grounding"]
+    (repo / "models.ini").write_text("[agent]\ngrounding = check\n")  # asking for the check is fine
+    assert load_settings(repo).grounding == "check" and not load_settings(repo).ignored
+    (repo / "models.ini").write_text("[agent]\ngrounding = off\n")
+    trust_folder(repo, user_config_dir())
+    assert load_settings(repo).grounding == "off"  # the user's own choice, once the folder is trusted

@@ -125,7 +125,8 @@ def parse_profile(name: str, values: dict[str, str], path: Path) -> ModelProfile
 
 
 def read_models_file(path: Path, *, untrusted: bool = False) -> ModelsFile:
-    """One file's profiles; ``untrusted`` (an untrusted root's file) leaves out UNTRUSTED_PROFILE_KEYS."""
+    """One file's profiles; ``untrusted`` (an untrusted root's file) leaves out UNTRUSTED_PROFILE_KEYS
+    and ``[agent] grounding = off``, each listed in ``stripped`` (the agent's under "agent")."""
     sections = read_ini(path)
     models = sections.pop(MODELS_SECTION, {})
     for key in models:
@@ -139,6 +140,10 @@ def read_models_file(path: Path, *, untrusted: bool = False) -> ModelsFile:
             raise ConfigError(f"{path} [{AGENT_SECTION}] grounding: expected check or off, got {value!r}")
     stripped: dict[str, frozenset[str]] = {}
     if untrusted:
+        if agent.get("grounding") == "off":
+            # The check is a limit the user relies on: a folder under research may not lift it.
+            stripped[AGENT_SECTION] = frozenset({"grounding"})
+            agent = {k: v for k, v in agent.items() if k != "grounding"}
         for name, values in sections.items():
             guarded = frozenset(k for k, v in values.items() if k in UNTRUSTED_PROFILE_KEYS and v)
             if guarded:
@@ -166,6 +171,8 @@ def merge(files: Iterable[ModelsFile]) -> ModelsConfig:
                 profile = profile.model_copy(update={key: getattr(below, key) for key in keys})
             profiles[name] = profile
         models.update(layer.models)
+        ignored += [Ignored(layer.path, f"[{AGENT_SECTION}] {key}")
+                    for key in sorted(layer.stripped.get(AGENT_SECTION, ()))]
         agent.update({k: v for k, v in layer.agent.items() if v})
         read.append(layer.path)
     return ModelsConfig(profiles, models.get("default") or None, models.get("fallback") or None,
