@@ -202,6 +202,10 @@ class Seed:
     def ask(self, agent: Agent, task: dict[str, Any]) -> Answer:
         key = fingerprint(agent, task["question"])
         known = self.answers.get(key)
+        if known is not None and known.task_id != task["id"]:
+            # The same question asked in another world (seeds share project names): not its answer.
+            key = f"{key}:{task['id']}"
+            known = self.answers.get(key)
         if known is not None:
             return known
         self.answers.reserve()
