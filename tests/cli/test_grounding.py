@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from tests.fakes.openai_server import FakeOpenAIServer
 from tongyi_agent.cli.app import app
+from tongyi_agent.config import user_config_dir
 
 SEARCH = {"tool_calls": [{"name": "search_files", "arguments": {"query": "billing port"}}]}
 FROM_MEMORY = {"content": "The billing service listens on port 9443."}
@@ -54,7 +55,10 @@ def test_still_unsupported_answer_is_marked_at_the_top(runner: CliRunner, projec
 
 def test_grounding_off_in_models_ini_accepts_the_first_answer(runner: CliRunner, project: Path,
                                                               openai_server: FakeOpenAIServer) -> None:
-    (project / "models.ini").write_text("[agent]\ngrounding = off\n")
+    # The user's own models.ini (a folder under research may not turn the check off).
+    config = user_config_dir()
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "models.ini").write_text("[agent]\ngrounding = off\n")
     openai_server.add(SEARCH, FROM_MEMORY)
     data = json.loads(_ask(runner, openai_server, project, "--json").stdout)
     assert (data["answer"], data["grounded"], data["usage"]["model_calls"]) == (FROM_MEMORY["content"], None, 2)
