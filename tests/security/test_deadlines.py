@@ -52,9 +52,16 @@ def silent_model() -> Iterator[tuple[str, socket.socket]]:
     server.close()
 
 
+def _ctrl_c_default() -> None:
+    # A test run started in the background of a script inherits SIGINT ignored (POSIX shells do that
+    # to asynchronous commands), and so would the child: Ctrl-C must reach it as a user's would.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "tongyi_agent", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
+                            preexec_fn=_ctrl_c_default)
 
 
 def test_a_model_that_never_answers_cannot_hold_the_run(project: Path, silent_model: tuple[str, socket.socket]) -> None:
@@ -177,7 +184,8 @@ def test_ctrl_c_is_not_blocked_by_a_regex(project: Path) -> None:
             "t = threading.Thread(target=s.search_files, args=(ctx, '(a|aa)+$'), daemon=True)\n"
             "try:\n    t.start()\n    time.sleep(0.5)\n    print('ready', flush=True)\n    time.sleep(300)\n"
             "except KeyboardInterrupt:\n    print('interrupted', flush=True)\n    os._exit(130)\n")
-    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                             preexec_fn=_ctrl_c_default)
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "ready"
         sent = time.monotonic()
