@@ -35,10 +35,10 @@ _QUOTED = re.compile(r"``([^`]{2,})``|`([^`]{2,})`|\"([^\"]{3,})\"|“([^”]{3,
 _VERSION = re.compile(r"(?<![\w.])v?(\d+(?:\.\d+)+(?:(?:a|b|rc|\.?dev|\.?post)\d*)?)(?![\w]|\.\d)", re.I)
 _NUMBER = re.compile(r"(?<![\w.,])-?(?:\d{1,3}(?:,\d{3})+|\d{2,})(?:\.\d+)?(?![\w]|[.,]\d)")
 # `path:line`, URLs, paths and file names cite where a fact is; their digits are not facts (DOIs are).
-_CITATION = re.compile(r"(?:[\w.-]+/)*[\w-]+\.[A-Za-z]\w{0,4}:\d+(?:-\d+)?|https?://\S+"
+_URL = re.compile(r"https?://\S+")
+_CITATION = re.compile(r"(?:[\w.-]+/)*[\w-]+\.[A-Za-z]\w{0,4}:\d+(?:-\d+)?|" + _URL.pattern +
                        r"|(?<![\w/.])(?!10\.\d{4,9}/)(?:[\w-]+/)+[\w.-]+"
                        r"|\b[\w-]+\.(?:md|rst|txt|csv|py|json|ya?ml|toml|ini|cfg|log|tsv)\b")
-_URL = re.compile(r"https?://\S+")
 _NAME_PARTICLE = r"(?:van|von|der|den|de|da|di|du|la|le|del|dos|bin|al)"
 _MULTIWORD = re.compile(rf"\b[A-Z][\w'’-]*[a-z][\w'’-]*(?:\s+(?:{_NAME_PARTICLE}\s+)*[A-Z][\w'’-]*[a-z][\w'’-]*)+")
 _ONE_WORD = re.compile(r"\b(?:[A-Z]+[a-z]+[A-Z][A-Za-z]*|[A-Z]{2,}[a-z]{2,}[A-Za-z]*|[a-z]+[A-Z][A-Za-z]*"

@@ -72,20 +72,25 @@ class _Query:
         """Plain words an FTS5 index can look up; a regex or a literal like "C#" needs the scan."""
         return self.regex is None and all(re.fullmatch(r"\w{3,}", word) for word in self.words)
 
-    def match(self, line: str, headings: str = "") -> dict[str, float]:
-        """The query words of a line that matches by itself, each with its weight: 1 for a word in
-        the line or in the headings it sits under (a hit under "2.5.0 > Bugfixes" matches "bugfixes
-        2.5.0" twice), 0.5 for one only in a link's target (`[3.4.3](.../compare/3.4.2...3.4.3)` is
-        about 3.4.3). A regex match counts as the pattern itself, REGEX_WEIGHT. Empty: no match."""
+    def match(self, line: str) -> dict[str, float]:
+        """The query words of a line, each with its weight: 1, or 0.5 for one only in a link's target
+        (`[3.4.3](.../compare/3.4.2...3.4.3)` is about 3.4.3). A regex match counts as the pattern
+        itself, REGEX_WEIGHT. Empty: the line does not match."""
         lowered = line.lower()
         regex = self.regex is not None and self._matches(line)
         if not regex and not any(word in lowered for word in self.words):
-            return {}  # headings only rank the lines that match by themselves
-        context = _LINK_TARGET.sub("]", lowered + "\n" + headings.lower())
-        found = {word: 1.0 if word in context else 0.5 for word in self.words if word in lowered or word in context}
+            return {}
+        visible = _LINK_TARGET.sub("]", lowered)
+        found = {word: 1.0 if word in visible else 0.5 for word in self.words if word in lowered}
         if regex:
             found[REGEX_KEY] = REGEX_WEIGHT  # a deliberate pattern outranks any mix of loose words
         return found
+
+    def in_headings(self, headings: str) -> dict[str, float]:
+        """The query words in the headings a line sits under, weight 1 each: a hit under "2.5.0 >
+        Bugfixes" matches "bugfixes 2.5.0" twice. They only rank lines that match by themselves."""
+        visible = _LINK_TARGET.sub("]", headings.lower())
+        return {word: 1.0 for word in self.words if word in visible}
 
     def _matches(self, line: str) -> bool:
         try:
@@ -110,7 +115,7 @@ class _Hit:
     label: str
     line: int
     lines: tuple[str, ...]  # all lines of the file, for context
-    words: dict[str, float]  # the query words matched, with their weights (_Query.match)
+    words: dict[str, float]  # the query words matched, with their weights (_Query.match, in_headings)
     topic: float  # how much the file is about the query (its path and text)
 
 
@@ -138,7 +143,7 @@ def _file_hits(query: _Query, root: Path, file: Path) -> list[_Hit]:
     except OSError:
         return []
     label = relative_label(root, file)
-    matching = [n for n, text in enumerate(lines, start=1) if query.match(text)]
+    matching = {n: found for n, text in enumerate(lines, start=1) if (found := query.match(text))}
     if not matching:
         return []
     # A line in a file about the question's subject (its name or text mentions the other query
@@ -149,9 +154,9 @@ def _file_hits(query: _Query, root: Path, file: Path) -> list[_Hit]:
     topic = sum(0.5 * (word in whole) + 0.5 * (word in lowered_label) for word in query.words)
     sections = find_sections(label, lines)
     owner = innermost(sections, len(lines))
-    headings = {index: heading_text(sections, lines, index)
+    headings = {index: query.in_headings(heading_text(sections, lines, index))
                 for index in {owner[n] for n in matching} if index is not None}
-    return [_Hit(label, n, lines, query.match(lines[n - 1], headings.get(owner[n], "")), topic) for n in matching]
+    return [_Hit(label, n, lines, {**found, **headings.get(owner[n], {})}, topic) for n, found in matching.items()]
 
 
 def gather_hits(ctx: ToolContext, query: _Query, start: Path) -> list[_Hit]:

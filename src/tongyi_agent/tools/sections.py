@@ -74,9 +74,13 @@ class _Heading:
     extra: tuple[int, ...] = ()  # more header lines (a date line just below)
 
 
+def _suffix(label: str) -> str:
+    return "." + label.rsplit(".", 1)[-1].lower() if "." in label.rsplit("/", 1)[-1] else ""
+
+
 def find_sections(label: str, lines: Sequence[str]) -> list[Section]:
     """The sections of a file named `label` (its suffix picks the detector), in file order."""
-    suffix = "." + label.rsplit(".", 1)[-1].lower() if "." in label.rsplit("/", 1)[-1] else ""
+    suffix = _suffix(label)
     if suffix in TABLES:
         return [Section(1, len(lines), 0, (1,))] if lines else []
     if suffix in PYTHON:
@@ -98,8 +102,7 @@ _LIST_ITEM = re.compile(r"^(\s*)(?:[-*+\u2022]|\d{1,3}[.)])\s+\S")
 
 def is_prose(label: str) -> bool:
     """Documents (Markdown, reStructuredText, text, changelogs), not code, tables or config."""
-    suffix = "." + label.rsplit(".", 1)[-1].lower() if "." in label.rsplit("/", 1)[-1] else ""
-    return suffix not in PYTHON | JAVASCRIPT | INI | TABLES
+    return _suffix(label) not in PYTHON | JAVASCRIPT | INI | TABLES
 
 
 def list_items(lines: Sequence[str], sections: Sequence[Section], index: int) -> int:
@@ -134,7 +137,8 @@ def innermost(sections: Sequence[Section], total: int) -> list[int | None]:
     """For each line 1..`total` (index 0 unused), the index of the innermost section holding it."""
     owner: list[int | None] = [None] * (total + 1)
     for index, section in enumerate(sections):  # file order: a subsection overwrites its parent
-        owner[section.start:min(section.end, total) + 1] = [index] * (min(section.end, total) + 1 - section.start)
+        for n in range(section.start, min(section.end, total) + 1):
+            owner[n] = index
     return owner
 
 
