@@ -92,16 +92,28 @@ _ANY_VERSION = re.compile(r"(?<![\w.])v?(\d+(?:\.\d+)+)(?![\w]|\.\d)")
 
 def is_correct(question: Question, answer: str) -> bool:
     """An expected pattern occurs and no rejected one does (a "both X and Y" answer is not right).
-    Where the answer is a version, naming other versions besides (not from the question) is a hedge,
-    not an answer: "2.32.4, 2.32.3, 2.32.2 and 2.31.0" is wrong."""
+    Where the answer is a version, naming other versions besides (not from the question, nor from
+    the answer's own line: "1.15 for Python >= 3.8") is a hedge, not an answer: "2.32.4, 2.32.3,
+    2.32.2 and 2.31.0" is wrong."""
     if not any(_pattern(e).search(answer) for e in question.expect):
         return False
     if all(e.startswith("v:") and "." in e for e in question.expect):
         named = {m.group(1) for m in _ANY_VERSION.finditer(answer)}
-        given = {m.group(1) for m in _ANY_VERSION.finditer(question.question)}
+        given = {m.group(1) for m in _ANY_VERSION.finditer(question.question + "\n" + _where_lines(question))}
         if len(named - given) > 1:
             return False
     return not any(_pattern(r).search(answer) for r in question.reject)
+
+
+def _where_lines(question: Question) -> str:
+    """The text of the document lines a question's `where` names (`path:31`, `path:13-16`, `path:54,56`)."""
+    texts = []
+    for path, spec in re.findall(r"([\w./-]+\.\w+):([\d,-]+)", question.where):
+        lines = (DATA / "docs" / path).read_text(encoding="utf-8").splitlines()
+        for part in filter(None, spec.split(",")):
+            first, _, last = part.partition("-")
+            texts += lines[int(first) - 1:int(last or first)]
+    return "\n".join(texts)
 
 
 # ---------------------------------------------------------------- worker (loads the model)

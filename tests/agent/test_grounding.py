@@ -211,3 +211,70 @@ def test_the_note_says_which_subject_the_facts_were_missing_from() -> None:
     note = GroundingGate("When was charset-normalizer 3.4.2 released?").retry_note(
         "On 2025-08-09.", [CHARSET_HITS], can_retry=True)
     assert note is not None and '"2025-08-09" appear in no tool result of this run about "3.4.2"' in note
+
+
+URLLIB3_FEATURES = (
+    '[urllib3/CHANGES.rst, section "2.5.0 (2025-06-18) > Features", 2 list items:]\n'
+    "urllib3/CHANGES.rst:4: Features\n"
+    "urllib3/CHANGES.rst-7- - Added support for the ``compression.zstd`` module (#3610)\n"
+    "--\n"
+    '[urllib3/CHANGES.rst, section "2.4.0 (2025-04-10)", 9 list items:]\n'
+    "urllib3/CHANGES.rst:24: 2.4.0 (2025-04-10)\n"
+    "--\n"
+    '[urllib3/CHANGES.rst, section "2.4.0 (2025-04-10) > Features", 3 list items:]\n'
+    "urllib3/CHANGES.rst:27: Features\n"
+    "urllib3/CHANGES.rst-30- - Applied PEP 639 by specifying the license fields in pyproject.toml. (#3522)\n"
+    "urllib3/CHANGES.rst-31- - Updated exceptions to save more properties during pickling. (#3567)\n"
+    "urllib3/CHANGES.rst-32- - Added verify_flags, for Python 3.13+ with 10 flags. (#3571)\n"
+)
+
+
+def test_a_count_must_be_one_the_search_results_show_for_the_subject() -> None:
+    question = "How many items are listed under Features in urllib3 2.4.0?"
+    # "10" is in the text of the right section, but it is not how many items the section lists.
+    wrong = check_answer("10", [URLLIB3_FEATURES], question)
+    assert [(f.kind, f.text) for f in wrong.unsupported] == [("count", "10")]
+    # The sections about 2.4.0 only, the one sharing "Features" with the question first.
+    assert wrong.counts == [("2.4.0 (2025-04-10) > Features", 3), ("2.4.0 (2025-04-10)", 9)]
+    assert check_answer("3", [URLLIB3_FEATURES], question).grounded
+    assert check_answer("Three items.", [URLLIB3_FEATURES], question).grounded
+    assert not check_answer("two", [URLLIB3_FEATURES], question).grounded  # 2.5.0's count, not 2.4.0's
+    # No count shown for the subject: nothing to compare with, the answer is judged as before.
+    assert check_answer("3", [URLLIB3_FEATURES], "How many items does urllib3 2.6.0 list?").unsupported == []
+    note = GroundingGate(question).retry_note("10", [URLLIB3_FEATURES], can_retry=True)
+    assert note is not None
+    assert '"10" is not a count the search results show about "2.4.0"' in note
+    assert 'section "2.4.0 (2025-04-10) > Features": 3 list items' in note
+
+
+def test_an_answer_that_only_repeats_the_question_is_not_accepted() -> None:
+    hits = ('[requests/HISTORY.md, section "2.32.5 (2025-08-18)":]\n'
+            "requests/HISTORY.md:13: - Reverted SSLContext caching (#7005)\n")
+    question = "Which feature did requests 2.32.5 revert?"
+    check = check_answer("The feature revert was in requests 2.32.5.", [hits], question)
+    assert [f.kind for f in check.unsupported] == ["restated"]
+    assert check_answer("SSLContext caching.", [hits], question).grounded
+    # A version the question names is no answer to "which other version".
+    assert not check_answer("2.32.4", [hits], "Which urllib3 version came out with requests 2.32.4?").grounded
+    # Yes/no and choices answer with words of the question; "not found" is an answer too.
+    assert check_answer("Yes.", [hits], "Did requests 2.32.5 revert SSLContext caching?").grounded
+    assert check_answer("SSLContext caching", [hits], "Was SSLContext caching or HTTP/2 reverted?").grounded
+    assert check_answer("It is not found in the files.", [hits], question).grounded
+    note = GroundingGate(question).retry_note("The feature revert was in requests 2.32.5.", [hits], can_retry=True)
+    assert note is not None and "only repeats the question" in note
+
+
+def test_section_count_reads_the_group_header() -> None:
+    from tongyi_agent.tools.search_results import section_count
+
+    assert section_count('[a.md, section "2.4.0 > Features", 3 list items:]') == ("2.4.0 > Features", 3)
+    assert section_count('[a.md, section "Intro", 1 list item:]') == ("Intro", 1)
+    assert section_count('[a.md, section "Intro":]') is None
+
+
+def test_a_protocol_version_is_a_subject_the_results_must_name() -> None:
+    assert kinds_of("It supports HTTP/3 and TLS/1.3, see docs/http/3.md.") == [("id", "HTTP/3"), ("id", "TLS/1.3")]
+    hits = ('[requests/HISTORY.md, section "2.32.0 (2024-05-20)":]\n'
+            "requests/HISTORY.md:98: - Added support for CPython 3.12\n")
+    check = check_answer("2.32.0", [hits], "Which version of requests added support for HTTP/3?")
+    assert "HTTP/3" in check.unsupported_texts()

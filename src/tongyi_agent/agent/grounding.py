@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from tongyi_agent.agent.prompts import load_prompt
 from tongyi_agent.llm.base import ToolCall
-from tongyi_agent.tools.search_results import GROUP_SEPARATOR, section_of
+from tongyi_agent.tools.search_results import GROUP_SEPARATOR, section_count, section_of
 
 _MONTHS = {m: i for i, m in enumerate(
     "january february march april may june july august september october november december".split(), 1)}
@@ -30,14 +30,15 @@ _MONTH_FIRST = re.compile(rf"\b({_MONTH})\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{
 _DAY_FIRST = re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?({_MONTH}),?\s+(\d{{4}})\b", re.I)
 _IDS = re.compile(
     r"\b(?:CVE-\d{4}-\d{4,}|GHSA(?:-[0-9a-z]{4}){3}|(?:PEP|RFC|BPO|GH)[\s-]?\d+"
-    r"|(?:issue|PR|pull request|bug)\s+#?\d+)\b|(?<![\w&])#\d{2,}\b|\b10\.\d{4,9}/[^\s\"'<>),;]+", re.I)
+    r"|(?:issue|PR|pull request|bug)\s+#?\d+)\b|(?<![\w&])#\d{2,}\b|\b10\.\d{4,9}/[^\s\"'<>),;]+"
+    r"|(?<![\w/])[A-Za-z]{2,}/\d+(?:\.\d+)?(?![\w/])", re.I)  # the last: protocol versions, HTTP/3
 _QUOTED = re.compile(r"``([^`]{2,})``|`([^`]{2,})`|\"([^\"]{3,})\"|“([^”]{3,})”")
 _VERSION = re.compile(r"(?<![\w.])v?(\d+(?:\.\d+)+(?:(?:a|b|rc|\.?dev|\.?post)\d*)?)(?![\w]|\.\d)", re.I)
 _NUMBER = re.compile(r"(?<![\w.,])-?(?:\d{1,3}(?:,\d{3})+|\d{2,})(?:\.\d+)?(?![\w]|[.,]\d)")
 # `path:line`, URLs, paths and file names cite where a fact is; their digits are not facts (DOIs are).
 _URL = re.compile(r"https?://\S+")
 _CITATION = re.compile(r"(?:[\w.-]+/)*[\w-]+\.[A-Za-z]\w{0,4}:\d+(?:-\d+)?|" + _URL.pattern +
-                       r"|(?<![\w/.])(?!10\.\d{4,9}/)(?:[\w-]+/)+[\w.-]+"
+                       r"|(?<![\w/.])(?!10\.\d{4,9}/|[A-Za-z]{2,}/\d+(?:\.\d+)?(?![\w/]))(?:[\w-]+/)+[\w.-]+"
                        r"|\b[\w-]+\.(?:md|rst|txt|csv|py|json|ya?ml|toml|ini|cfg|log|tsv)\b")
 _NAME_PARTICLE = r"(?:van|von|der|den|de|da|di|du|la|le|del|dos|bin|al)"
 _MULTIWORD = re.compile(rf"\b[A-Z][\w'’-]*[a-z][\w'’-]*(?:\s+(?:{_NAME_PARTICLE}\s+)*[A-Z][\w'’-]*[a-z][\w'’-]*)+")
@@ -56,10 +57,22 @@ _QUERY_STOP = frozenset("""the and for are was were with that this from into hav
     about over under some any all each per its it's according file files released release version""".split())
 
 
+_HOW_MANY = re.compile(r"^\W*how many\b", re.I)
+_NUMBER_WORDS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split())}
+_COUNT = re.compile(r"(?<![\w.,])(\d+)(?![\w]|[.,]\d)|\b(" + "|".join(_NUMBER_WORDS) + r")\b", re.I)
+# Words that add nothing to a question when an answer repeats it: "The revert was in requests 2.32.5."
+# Yes, no and not are answers, and a choice ("A or B?") is answered with words of the question.
+_FILLER = (_QUERY_STOP | _NOT_NAMES | frozenset("""is be been being in on at as by of so
+    listed mentioned named called entry entries item items""".split())) - {"yes", "no", "not"}
+_CHOICE = re.compile(r"\bor\b", re.I)
+
+
 @dataclass(frozen=True)
 class Fact:
     text: str  # as written in the answer
-    kind: str  # id | date | version | number | quote | name
+    kind: str  # id | date | version | number | quote | name | count | restated
 
 
 @dataclass
@@ -69,6 +82,7 @@ class Grounding:
     facts: list[Fact] = field(default_factory=list)
     unsupported: list[Fact] = field(default_factory=list)
     subjects: list[Fact] = field(default_factory=list)  # the question's versions and ids, facts must sit with
+    counts: list[tuple[str, int]] = field(default_factory=list)  # sections about the subjects, their list items
 
     @property
     def grounded(self) -> bool:
@@ -136,6 +150,9 @@ class Corpus:
             return text in self.text or all(w in self.words for w in re.findall(r"[\w'’-]{3,}", text))
         return text in self.text  # quote
 
+    def contains_any(self, facts: Iterable[Fact]) -> bool:
+        return any(self.contains(f) for f in facts)
+
     def _has_id(self, text: str) -> bool:
         if re.search(rf"(?<![\w-]){re.escape(text)}(?![\w-])", self.text):
             return True
@@ -157,18 +174,57 @@ def check_answer(answer: str, tool_outputs: Iterable[str], question: str = "") -
     subject (a search group, which names its section, or one read_file result): a date taken from
     the entry of 3.4.3 does not answer a question about 3.4.2. An answer that claims anything about
     a subject no tool result mentions at all ("click 8.4.0") rests on nothing: the subject itself is
-    unsupported then."""
+    unsupported then. Two more answers rest on nothing: one that only repeats the question ("The
+    revert was in requests 2.32.5."), and a "how many" count that differs from every count of list
+    items the search results showed for sections about the subject (a small model picks a number
+    from the text instead of counting)."""
     outputs = list(tool_outputs)
     facts = key_facts(answer, question)
     corpus = Corpus(outputs)
     unsupported = [f for f in facts if not corpus.contains(f)]
     subjects = [f for f in key_facts(question) if f.kind in ("version", "id")] if question else []
+    counts: list[tuple[str, int]] = []
     if facts and subjects:
         about = _about(outputs, subjects)
         unsupported += [f for f in facts if f not in unsupported and not any(b.contains(f) for b in about)]
         named = Corpus(_URL.sub(" ", output) for output in outputs)
         unsupported += [s for s in subjects if not named.contains(s)]
-    return Grounding(facts, list(dict.fromkeys(unsupported)), subjects if facts else [])
+    if subjects and _HOW_MANY.search(question):
+        counts = _counts_about(outputs, subjects, question)
+        stated = _COUNT.search(_CITATION.sub(" ", answer))
+        if counts and stated and _count_value(stated) not in {c for _, c in counts}:
+            unsupported.append(Fact(stated.group(0), "count"))
+    if question and restates(answer, question):
+        unsupported.append(Fact("an answer beyond the question", "restated"))
+    return Grounding(facts, list(dict.fromkeys(unsupported)), subjects if facts or counts else [], counts)
+
+
+def restates(answer: str, question: str) -> bool:
+    """The answer says nothing the question does not: no word or number of its own beyond filler."""
+
+    def words(text: str) -> set[str]:
+        return {w.lower().rstrip("s") for w in re.findall(r"\w+(?:[.'’/-]\w+)*", text)} - {""}
+
+    filler = {w.rstrip("s") for w in _FILLER}
+    return bool(answer.strip()) and not _CHOICE.search(question) and not (words(answer) - words(question) - filler)
+
+
+def _counts_about(outputs: list[str], subjects: list[Fact], question: str) -> list[tuple[str, int]]:
+    """Sections about `subjects` whose list items a search result counted, the sections sharing
+    most words with the question first ("Features in urllib3 2.4.0" -> "2.4.0 > Features")."""
+    asked = {w.lower() for w in re.findall(r"\w+", question)}
+    found: dict[str, int] = {}
+    for output in outputs:
+        for block in output.split(GROUP_SEPARATOR):
+            line = section_of(block)
+            shown = section_count(line) if line else None
+            if shown and Corpus([_URL.sub(" ", shown[0])]).contains_any(subjects):
+                found.setdefault(shown[0], shown[1])
+    return sorted(found.items(), key=lambda item: -len(asked & {w.lower() for w in re.findall(r"\w+", item[0])}))
+
+
+def _count_value(match: re.Match[str]) -> int:
+    return int(match.group(1)) if match.group(1) else _NUMBER_WORDS[match.group(2).lower()]
 
 
 def _about(outputs: list[str], subjects: list[Fact]) -> list[Corpus]:
@@ -179,8 +235,7 @@ def _about(outputs: list[str], subjects: list[Fact]) -> list[Corpus]:
     (`compare/3.4.2...3.4.3` is in the heading of 3.4.3)."""
 
     def names(text: str) -> bool:
-        corpus = Corpus([_URL.sub(" ", text)])
-        return any(corpus.contains(s) for s in subjects)
+        return Corpus([_URL.sub(" ", text)]).contains_any(subjects)
 
     parts: list[Corpus] = []
     for output in outputs:
@@ -212,13 +267,11 @@ class GroundingGate:
         if check.grounded:
             return None
         self.retried = True
-        listed = ", ".join(f'"{t}"' for t in check.unsupported_texts())
-        about = " about " + ", ".join(f'"{f.text}"' for f in check.subjects) if check.subjects else ""
         query = lookup_query(self.question)
+        why = _why(check)
         if looked_up:  # `{results}` stays for the loop to fill in with the look-up's output
-            return (load_prompt("grounding_lookup").replace("{facts}", listed).replace("{about}", about)
-                    .replace("{query}", query))
-        return load_prompt("grounding_retry").format(facts=listed, about=about, query=query)
+            return load_prompt("grounding_lookup").replace("{why}", why).replace("{query}", query)
+        return load_prompt("grounding_retry").format(why=why, query=query)
 
     def lookup_call(self) -> ToolCall:
         """The search the loop runs for the model when an answer was not grounded."""
@@ -226,6 +279,24 @@ class GroundingGate:
 
     def final(self, answer: str, tool_outputs: list[str]) -> Grounding | None:
         return check_answer(answer, tool_outputs, self.question) if self.enabled else None
+
+
+def _why(check: Grounding) -> str:
+    """Why an answer was not accepted, in the words of the retry note."""
+    about = " about " + ", ".join(f'"{f.text}"' for f in check.subjects) if check.subjects else ""
+    reasons = []
+    facts = [f.text for f in check.unsupported if f.kind not in ("count", "restated")]
+    if facts:
+        listed = ", ".join(f'"{t}"' for t in facts)
+        reasons.append(f"{listed} appear in no tool result of this run{about}, so they may come from memory, "
+                       "not from the files.")
+    for fact in check.unsupported:
+        if fact.kind == "count":
+            shown = "; ".join(f'section "{name}": {n} list items' for name, n in check.counts[:3])
+            reasons.append(f'"{fact.text}" is not a count the search results show{about}. They show: {shown}.')
+        elif fact.kind == "restated":
+            reasons.append("it only repeats the question and does not give what was asked.")
+    return " ".join(reasons)
 
 
 def lookup_query(question: str, max_words: int = 6) -> str:

@@ -23,7 +23,7 @@ CONTEXT = 1  # lines shown either side of a hit
 HEADING_BODY_LINES = 5
 HEADING_BODY_GROUPS = 3
 GROUP_SEPARATOR = "\n--\n"  # between the groups of one search result
-_SECTION_LINE = re.compile(r'^\[.*, section ".*"(?:, \d+ list items?)?:\]$')
+_SECTION_LINE = re.compile(r'^\[.*, section "(.*)"(?:, (\d+) list items?)?:\]$')
 _MARKDOWN_LINK = re.compile(r"\[([^\]]*)\]\([^)\s]*\)")
 
 
@@ -117,6 +117,13 @@ def section_of(group: str) -> str | None:
     """The line naming a search group's section (its first line), or None for other text."""
     first = group.split("\n", 1)[0]
     return first if _SECTION_LINE.match(first) else None
+
+
+def section_count(section_line: str) -> tuple[str, int] | None:
+    """The section's name and the count of its list items that a group's section line shows
+    (`[a.md, section "2.4.0 > Features", 3 list items:]` -> ("2.4.0 > Features", 3)), else None."""
+    match = _SECTION_LINE.match(section_line)
+    return (match.group(1), int(match.group(2))) if match and match.group(2) else None
 
 
 def _header_lines(sections: Sequence[Section], inner: int | None, total: int) -> list[int]:
