@@ -10,7 +10,7 @@ from tongyi_agent.agent.runtime import LoopRunner
 from tongyi_agent.config.training import MemorySettings, TrainingConfig
 from tongyi_agent.learn.evaluation.tasks import CONFIRMED
 from tongyi_agent.learn.lifecycle import Lifecycle
-from tongyi_agent.learn.memory import ExperienceMemory, confirmation, use_succeeded
+from tongyi_agent.learn.memory import ExperienceMemory, confirmation, form_overlap, question_form, use_succeeded
 from tongyi_agent.learn.recording import RecordedRun, RunRecorder
 from tongyi_agent.learn.workspace import TrainingWorkspace
 from tongyi_agent.llm.scripted import ScriptedModel
@@ -139,6 +139,29 @@ def test_correct_task_runs_become_examples_for_similar_questions(project: Path) 
         # The wrong run was shown it too: one failed use, then the correct one ended the streak.
         used = ExperienceStore(p.store).get(kept.id)
         assert (used.uses, used.failures, used.failure_streak) == (2, 1, 0)
+    finally:
+        p.close()
+
+
+def test_question_form_leaves_out_what_the_question_is_about() -> None:
+    assert question_form("Who leads project Curlew?") == question_form("Who leads project Avocet?")
+    assert question_form("How many rows in data/a_b.csv exceed 25?") == {"how", "many", "row", "exceed"}
+    two_hops = question_form("Which organisation does the lead of project Avocet work for?")
+    assert form_overlap(question_form("Who leads project Avocet?"), two_hops) < 0.5
+
+
+def test_only_experiences_asked_the_same_way_are_shown(project: Path) -> None:
+    p = _Project(project)
+    try:
+        kept = p.confirmed_example()
+        agent = Agent(ScriptedModel([]), default_registry(["search_files"]), get_dialect("react"), project)
+        memory = ExperienceMemory(p.store, p.workspace.training)
+        assert memory.prepare(agent, "On which port does the billing service listen?")[1] == [kept.id]
+        # About the same service, asked another way: the port look-up would teach the wrong steps.
+        other = "Who is on call for the billing service this week?"
+        assert memory.prepare(agent, other)[1] == []
+        any_form = TrainingConfig(memory=MemorySettings(min_form_overlap=0.0))
+        assert ExperienceMemory(p.store, any_form).prepare(agent, other)[1] == [kept.id]
     finally:
         p.close()
 

@@ -138,6 +138,9 @@ class MemorySettings(_Section):
     min_reward: float = Field(0.9, ge=0, le=1, description="Target reward a run needs when trust_rewards is on.")
     retire_after: int = Field(3, gt=0, description="Failed uses in a row that retire an experience.")
     budget_share: float = Field(0.15, gt=0, le=0.15, description="Share of the context window examples may use.")
+    min_form_overlap: float = Field(
+        0.5, ge=0, le=1, description="How alike an experience's question must be asked to be shown: the share "
+        "of words two questions have in common, without names, numbers and paths (0: any similar question).")
 
 
 # The guide's names for keys that have another name here: `[prompt_optimization] iterations = 100`.

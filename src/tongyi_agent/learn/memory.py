@@ -12,9 +12,14 @@ with its arguments and (shortened) result, the lines the answer cited, and the a
 
 At question time (``[prompt_optimization] use_history``) the ``[memory] examples`` experiences most
 like the question, from the same root and among the ``history_size`` newest, are shown before the
-question in the model's own dialect. Each later recorded run that was shown examples counts as one
-use of each (see :func:`use_succeeded` for what makes a use fail): a failed use extends an
-experience's failure streak (which lowers its rank), and ``retire_after`` failures in a row retire it.
+question in the model's own dialect. Only an experience whose question is asked the same way counts
+(``[memory] min_form_overlap`` of the words that remain without names, numbers and paths): a look-up
+about the same project shown before a question that needs two hops or a computation taught the small
+model to stop after one search (learning-curve benchmark).
+
+Each later recorded run that was shown examples counts as one use of each (see :func:`use_succeeded`
+for what makes a use fail): a failed use extends an experience's failure streak (which lowers its
+rank), and ``retire_after`` failures in a row retire it.
 A rating given after the run was recorded judges its uses again (:meth:`ExperienceMemory.after_feedback`);
 the experiences' counters and status follow, so a retirement resting on a use now judged a success is
 undone.
@@ -22,6 +27,7 @@ undone.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -43,6 +49,7 @@ from tongyi_agent.store import (
 )
 
 OBSERVATION_CHARS = 2000  # what an experience keeps of each tool result; rendering shortens further
+_FORM_STOP = frozenset("a an the of in on at to for by with and or is are was were be does did do".split())
 
 
 def confirmation(run: RunRecord, training: TrainingConfig) -> str | None:
@@ -102,6 +109,26 @@ def _thought(dialect: Any, output: Any) -> str:
     return parsed.thought.strip()[:300]
 
 
+def question_form(question: str) -> set[str]:
+    """How a question is asked, without what it is about: its words in lower case, leaving out names
+    (capitalised words after the first), numbers, paths, identifiers and articles; plurals folded.
+    "Who leads project Curlew?" and "Who leads project Avocet?" have the same form."""
+    words = re.findall(r"[\w'’./-]+", question)
+    form = set()
+    for index, word in enumerate(words):
+        word = word.strip(".'’-/")
+        if (not word or (index and word[:1].isupper()) or re.search(r"[\d_/.]", word)
+                or word.lower() in _FORM_STOP):
+            continue
+        form.add(word.lower().removesuffix("'s").removesuffix("’s").removesuffix("s") or word.lower())
+    return form
+
+
+def form_overlap(a: set[str], b: set[str]) -> float:
+    """Jaccard overlap of two question forms (1.0: asked the same way; two empty forms count as 1)."""
+    return len(a & b) / len(a | b) if a | b else 1.0
+
+
 def latest_rating(run: RunRecord) -> float | None:
     """The user's latest rating of ``run`` (normalised to [0, 1] by the store), or None."""
     ratings = _ratings(run)
@@ -146,10 +173,15 @@ class ExperienceMemory:
         return self.training.prompt_optimization.use_history and self.training.memory.examples > 0
 
     def retrieve(self, question: str, root: str) -> list[Experience]:
+        """The experiences to show for ``question``: most similar first, each asked the same way."""
         if not self.enabled:
             return []
-        return self.experiences.similar(question, root, limit=self.training.memory.examples,
-                                        recent=self.training.prompt_optimization.history_size)
+        recent = self.training.prompt_optimization.history_size
+        form = question_form(question)
+        minimum = self.training.memory.min_form_overlap
+        found = [e for e in self.experiences.similar(question, root, limit=recent, recent=recent)
+                 if form_overlap(form, question_form(e.question)) >= minimum]
+        return found[:self.training.memory.examples]
 
     def prepare(self, agent: Agent, question: str) -> tuple[Agent, list[int]]:
         """``agent`` with the worked examples for ``question`` added to those it already shows (a prompt
