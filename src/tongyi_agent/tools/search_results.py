@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tongyi_agent.tools.base import SourceRef
-from tongyi_agent.tools.sections import Section, enclosing, find_sections, is_prose, is_rule, list_items
+from tongyi_agent.tools.sections import Section, ancestry, enclosing, find_sections, is_prose, is_rule, list_items
 
 CONTEXT = 1  # lines shown either side of a hit
 # A hit on a section's own heading ("idna 3.9" finds `3.9 (2024-09-13)`) says only that the section
@@ -129,11 +129,6 @@ def section_count(section_line: str) -> tuple[str, int] | None:
 def _header_lines(sections: Sequence[Section], inner: int | None, total: int) -> list[int]:
     """Header lines of the section `inner` and of every section around it, outermost first; a
     document title around everything (``# Changelog``) says nothing about where a hit is."""
-    chain: list[int] = []
-    index = inner
-    while index is not None:
-        section = sections[index]
-        if index == inner or not (section.start <= 5 and section.end >= total - 1):
-            chain.append(index)
-        index = section.parent
+    chain = [i for i in ancestry(sections, inner)
+             if i == inner or not (sections[i].start <= 5 and sections[i].end >= total - 1)]
     return [n for index in reversed(chain) for n in sections[index].header]

@@ -126,11 +126,7 @@ def enclosing(sections: Sequence[Section], line: int) -> list[int]:
     for index, section in enumerate(sections):
         if section.start <= line <= section.end:
             inner = index  # later starts are deeper: the last match is the innermost
-    chain: list[int] = []
-    while inner is not None:
-        chain.append(inner)
-        inner = sections[inner].parent
-    return chain[::-1]
+    return ancestry(sections, inner)[::-1]
 
 
 def innermost(sections: Sequence[Section], total: int) -> list[int | None]:
@@ -142,14 +138,18 @@ def innermost(sections: Sequence[Section], total: int) -> list[int | None]:
     return owner
 
 
+def ancestry(sections: Sequence[Section], index: int | None) -> list[int]:
+    """Section `index` and every section around it, innermost first (none for None)."""
+    chain: list[int] = []
+    while index is not None:
+        chain.append(index)
+        index = sections[index].parent
+    return chain
+
+
 def heading_text(sections: Sequence[Section], lines: Sequence[str], index: int) -> str:
     """The header lines of section `index` and of every section around it, one per line."""
-    out: list[str] = []
-    current: int | None = index
-    while current is not None:
-        out[:0] = [lines[n - 1] for n in sections[current].header]
-        current = sections[current].parent
-    return "\n".join(out)
+    return "\n".join(lines[n - 1] for i in reversed(ancestry(sections, index)) for n in sections[i].header)
 
 
 def _markdown(lines: Sequence[str]) -> list[_Heading]:
