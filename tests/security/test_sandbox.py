@@ -13,6 +13,8 @@ import shutil
 import socket
 import sqlite3
 import stat
+import subprocess
+import sys
 import tempfile
 import textwrap
 import uuid
@@ -187,6 +189,21 @@ def test_the_project_cannot_be_changed(ctx: ToolContext, project: Path) -> None:
     assert (project / "data" / "sales.csv").read_text().endswith("south,950\n")
     assert stat.S_IMODE((project / "data" / "sales.csv").stat().st_mode) == 0o644
     assert not (project / "new.txt").exists()
+
+
+def test_an_interpreter_under_tmp_is_reachable_and_read_only(project: Path, tmp_path: Path) -> None:
+    # A clone (and its .venv) under /tmp: the sandbox's own /tmp must not hide the interpreter.
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
+    ctx = ToolContext(root=project, env={"TONGYI_SANDBOX_TIMEOUT": "15",
+                                         "TONGYI_SANDBOX_PYTHON": str(venv / "bin" / "python3")})
+    code = (f"import sys\nprint(sys.executable, open('data/sales.csv').readline().strip())\n"
+            f"try:\n    open({str(venv / 'planted.py')!r}, 'w')\nexcept OSError as e:\n    print(e.strerror)\n")
+    result = attempt(ctx, code)
+    if result is not None:
+        assert result.ok, result.output
+        assert f"{venv}/bin/python3 region,revenue" in result.output and "Read-only file system" in result.output
+    assert not (venv / "planted.py").exists()
 
 
 def test_no_capability_and_no_way_back_to_root(ctx: ToolContext) -> None:

@@ -199,11 +199,14 @@ def _build_view(config: Mapping[str, Any]) -> tuple[_View, str]:
             if fd is not None:
                 sources.append((path, fd, True))
     bound = [p for p, _, _ in sources]
+    # The interpreter's folders are bound after the scratch tmpfs: a venv under /tmp or the home
+    # folder would be covered by it otherwise.
+    prefixes: list[tuple[str, int]] = []
     for prefix in config["python_prefixes"]:
         if os.path.isdir(prefix) and not _under(prefix, bound):
             fd = _open_path(prefix)
             if fd is not None:
-                sources.append((prefix, fd, True))
+                prefixes.append((prefix, fd))
                 bound.append(prefix)
     etc = [(f"/etc/{n}", _open_path(f"/etc/{n}")) for n in ETC_KEEP if os.path.lexists(f"/etc/{n}")]
     devices = [(f"/dev/{n}", _open_path(f"/dev/{n}")) for n in DEVICES if os.path.exists(f"/dev/{n}")]
@@ -252,6 +255,8 @@ def _build_view(config: Mapping[str, Any]) -> tuple[_View, str]:
         _mount(view.at(f"/.data/{name}"), view.at(target), None, MS_BIND)
     _check(_c().umount2(view.at("/.data").encode(), MNT_DETACH), "umount data")
     os.rmdir(view.at("/.data"))
+    for path, fd in prefixes:
+        view.bind(fd, path, is_dir=True)
 
     # The project, read-only at its own path (citations and PROJECT_ROOT stay valid); not recursive:
     # whatever is mounted below it stays out. Its training store is covered by an empty read-only tmpfs.
