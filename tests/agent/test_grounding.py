@@ -122,6 +122,20 @@ async def test_still_unsupported_answer_is_marked_and_the_loop_stops(tmp_path: P
     assert [e.verified for e in result.evidence] == [False]
 
 
+async def test_an_answer_about_a_version_no_result_names_becomes_not_found(tmp_path: Path) -> None:
+    write_changelog(tmp_path)  # 2.5.0 and 2.4.0 only
+    model = ScriptedModel([search("2.6.0", "c1"), "2.6.0 was released on 2025-09-15.", "On 2025-09-15, I am sure."])
+    result = await Agent(model, default_registry(), NativeDialect(), tmp_path).run("When was release 2.6.0 out?")
+    assert result.answer == "Not found in the files: no tool result of this run mentions 2.6.0."
+    assert (result.grounded, result.unsupported) == (True, [])
+    notes = [s.text for s in result.steps if isinstance(s, NoteStep)]
+    assert len(notes) == 2 and "the model had answered: On 2025-09-15, I am sure." in notes[1]
+    # A subject the results do name keeps the model's answer, marked when a fact is not supported.
+    model = ScriptedModel([search("2.5.0", "c1"), "On 2025-09-15.", "On 2025-09-15, I am sure."])
+    result = await Agent(model, default_registry(), NativeDialect(), tmp_path).run("When was release 2.5.0 out?")
+    assert result.answer == "On 2025-09-15, I am sure." and result.unsupported == ["2025-09-15"]
+
+
 async def test_no_retry_when_the_budget_is_spent(tmp_path: Path) -> None:
     write_changelog(tmp_path)
     model = ScriptedModel([search("release", "c1"), "Release 9.9.9."])

@@ -91,6 +91,17 @@ class Grounding:
     def unsupported_texts(self) -> list[str]:
         return [f.text for f in self.unsupported]
 
+    @property
+    def absent_subjects(self) -> list[Fact]:
+        """The question's versions and ids that no tool result of the run names at all."""
+        return [s for s in self.subjects if s in self.unsupported]
+
+
+def absent_answer(subjects: list[Fact]) -> str:
+    """The answer when what the question is about is in no tool result: not in the files."""
+    named = ", ".join(f.text for f in subjects)
+    return f"Not found in the files: no tool result of this run mentions {named}."
+
 
 def key_facts(text: str, given: str = "") -> list[Fact]:
     """The key facts stated in `text`, leaving out citations and what `given` (the question) states."""

@@ -20,7 +20,7 @@ from tongyi_agent.agent.citations import select_sources, strip_model_sources
 from tongyi_agent.agent.context import cap_observation, fit_messages
 from tongyi_agent.agent.dialects import Dialect
 from tongyi_agent.agent.evidence import verify
-from tongyi_agent.agent.grounding import GroundingGate
+from tongyi_agent.agent.grounding import GroundingGate, absent_answer
 from tongyi_agent.agent.prompts import load_prompt
 from tongyi_agent.agent.steps import ModelStep, NoteStep, ParsedTurn, RunResult, Step, ToolStep
 from tongyi_agent.agent.taint import TaintGuard
@@ -183,6 +183,14 @@ class Agent:
         sources = select_sources(answer, question, returned)
         stop = "deadline" if forced_reason == "deadline" else "forced" if forced_reason else "answer"
         grounding = gate.final(answer, observed)
+        if grounding is not None and grounding.absent_subjects and stop != "deadline":
+            # Whatever the model claims about a version or id that nothing the tools returned names
+            # comes from memory: the files do not have it. Its guess stays in the steps (--verbose).
+            self._emit(steps, NoteStep(len(steps), f"Answer replaced, the question's subject is in no tool "
+                                                   f"result; the model had answered: {answer}"))
+            answer = absent_answer(grounding.absent_subjects)
+            sources = select_sources(answer, question, returned)
+            grounding = gate.final(answer, observed)
         return RunResult(question=question, answer=answer, sources=sources, steps=steps, model=self.model.name,
                          seconds=budget.elapsed, usage=usage, stop_reason=stop,
                          evidence=verify(answer, sources, returned, observed, question),
