@@ -17,6 +17,7 @@ from typing import Any
 from tongyi_agent.llm import llama_prefix
 from tongyi_agent.llm.base import ChatMessage, ChatRequest, ChatResponse, ModelError, Usage
 from tongyi_agent.llm.prompt_cache import CachedPrefix, PromptCache, file_digest, prefix_key
+from tongyi_agent.llm.repetition import RepetitionGuard
 
 
 class EmbeddedBackend:
@@ -77,17 +78,30 @@ class EmbeddedBackend:
         with self._lock:
             if self.prompt_cache is not None and messages and messages[0].role == "system":
                 self._warm_prefix(messages[0].content)
+            guard = RepetitionGuard()
+            generated, finish = 0, None
             try:
-                result = self._llama.create_chat_completion(**kwargs)
+                # Streamed, so that a generation stuck in a loop can be stopped (llm/repetition.py).
+                stream = self._llama.create_chat_completion(**kwargs, stream=True)
+                for chunk in stream:
+                    choice = chunk["choices"][0]
+                    piece = choice["delta"].get("content")
+                    finish = choice.get("finish_reason") or finish
+                    if piece is not None:
+                        generated += 1  # one chunk per sampled token
+                        if guard.feed(piece):
+                            finish = "repetition"
+                            stream.close()
+                            break
             except ValueError as exc:  # e.g. prompt longer than the context window
                 raise ModelError(f"{self.name}: {exc}") from exc
-        choice = result["choices"][0]
-        usage = result.get("usage") or {}
+            # A stream reports no usage: what the context holds now is the prompt and the tokens evaluated.
+            prompt_tokens = max(0, self._llama.n_tokens - generated + (1 if finish == "length" else 0))
         return ChatResponse(
-            content=choice["message"].get("content") or "",
-            usage=Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)),
+            content=guard.result(),
+            usage=Usage(prompt_tokens, generated),
             model=self.name,
-            finish_reason=choice.get("finish_reason"),
+            finish_reason=finish,
         )
 
     def _warm_prefix(self, system: str) -> None:
