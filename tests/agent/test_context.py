@@ -77,3 +77,19 @@ def test_fit_messages_keeps_system_question_and_latest_whole_when_squeezed() -> 
     assert fitted[7].content == "C" * 3000
     for i in (3, 5):
         assert len(fitted[i].content) < 300 and fitted[i].content.startswith(messages[i].content[:200])
+
+
+def test_fit_messages_trusts_the_backends_own_token_count() -> None:
+    # Paths and numbers: two characters a token, where the estimate assumes 3.5.
+    def dense(text: str) -> int:
+        return len(text) // 2
+
+    messages = _conversation(3000)
+    estimated = fit_messages(messages, context_tokens=4096, reserve_tokens=512)
+    assert estimated == messages  # by characters it fits...
+    limit = 4096 - 512
+    assert sum(dense(m.content) + 8 for m in messages) > limit  # ...but not by the backend's count
+    fitted = fit_messages(messages, context_tokens=4096, reserve_tokens=512, count_tokens=dense)
+    assert sum(dense(m.content) + 8 for m in fitted) <= limit
+    assert fitted[:3] == messages[:3] and fitted[-1] == messages[-1]
+    assert fitted[3].content.endswith("[earlier output shortened to fit the context]")

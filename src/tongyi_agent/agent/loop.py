@@ -226,7 +226,8 @@ class Agent:
             request.timeout = left
             try:
                 return await asyncio.wait_for(
-                    self.model.chat(fit_messages(messages, self.spec.context_tokens, self.spec.max_output_tokens),
+                    self.model.chat(fit_messages(messages, self.spec.context_tokens, self.spec.max_output_tokens,
+                                                 getattr(self.model, "count_tokens", None)),
                                     request), left + DEADLINE_GRACE_S)
             except (TimeoutError, DeadlineError):
                 pass  # wait_for gave up, or the backend's time (retries included) ran out

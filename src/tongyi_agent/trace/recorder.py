@@ -44,6 +44,8 @@ class RecordingModel:
         self.recorder = recorder
         self.name = inner.name
         self.supports_grammar = inner.supports_grammar
+        if hasattr(inner, "count_tokens"):  # the loop fits the conversation with the backend's own counts
+            self.count_tokens = inner.count_tokens
 
     async def chat(self, messages: list[ChatMessage], request: ChatRequest | None = None) -> ChatResponse:
         started_at, started = time.time(), time.monotonic()
