@@ -253,12 +253,15 @@ def test_a_count_must_be_one_the_search_results_show_for_the_subject() -> None:
     assert check_answer("3", [URLLIB3_FEATURES], question).grounded
     assert check_answer("Three items.", [URLLIB3_FEATURES], question).grounded
     assert not check_answer("two", [URLLIB3_FEATURES], question).grounded  # 2.5.0's count, not 2.4.0's
+    # A result that opens with a note still has its first group's section read.
+    noted = "Note: 'docs' does not exist; searched the whole project instead.\n" + URLLIB3_FEATURES
+    assert check_answer("10", [noted], question).counts == wrong.counts
     # No count shown for the subject: nothing to compare with, the answer is judged as before.
     assert check_answer("3", [URLLIB3_FEATURES], "How many items does urllib3 2.6.0 list?").unsupported == []
     note = GroundingGate(question).retry_note("10", [URLLIB3_FEATURES], can_retry=True)
     assert note is not None
-    assert '"10" is not a count the search results show about "2.4.0"' in note
-    assert 'section "2.4.0 (2025-04-10) > Features": 3 list items' in note
+    assert '"10" is not a count the search results show about "2.4.0": they counted 3 list items in section ' \
+           '"2.4.0 (2025-04-10) > Features"; 9 list items in section "2.4.0 (2025-04-10)".' in note
 
 
 def test_an_answer_that_only_repeats_the_question_is_not_accepted() -> None:

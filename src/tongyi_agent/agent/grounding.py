@@ -255,7 +255,8 @@ def _about(outputs: list[str], subjects: list[Fact]) -> list[Corpus]:
             if section is None or names(section):
                 parts += [Corpus([block])] if names(block) else []
             else:
-                parts += [Corpus([section, line]) for line in block.splitlines()[1:] if names(line)]
+                after = block.split(section, 1)[1]
+                parts += [Corpus([section, line]) for line in after.splitlines() if names(line)]
     return parts
 
 
@@ -303,8 +304,9 @@ def _why(check: Grounding) -> str:
                        "not from the files.")
     for fact in check.unsupported:
         if fact.kind == "count":
-            shown = "; ".join(f'section "{name}": {n} list items' for name, n in check.counts[:3])
-            reasons.append(f'"{fact.text}" is not a count the search results show{about}. They show: {shown}.')
+            shown = "; ".join(f'{n} list items in section "{name}"' for name, n in check.counts[:3])
+            reasons.append(f'"{fact.text}" is not a count the search results show{about}: they counted {shown}. '
+                           "Answer with the count of the section the question asks about.")
         elif fact.kind == "restated":
             reasons.append("it only repeats the question and does not give what was asked.")
     return " ".join(reasons)

@@ -114,9 +114,14 @@ def title(line: str) -> str:
 
 
 def section_of(group: str) -> str | None:
-    """The line naming a search group's section (its first line), or None for other text."""
-    first = group.split("\n", 1)[0]
-    return first if _SECTION_LINE.match(first) else None
+    """The line naming a search group's section, or None for other text. It is the group's first
+    line, or the first after the notes a result may open with ("Note: 'docs' does not exist; ...")."""
+    for line in group.split("\n", 3)[:3]:
+        if _SECTION_LINE.match(line):
+            return line
+        if not line.startswith("Note:"):
+            return None
+    return None
 
 
 def section_count(section_line: str) -> tuple[str, int] | None:
