@@ -239,7 +239,7 @@ def test_sigkill_mid_run_keeps_earlier_runs(project: Path, openai_server: FakeOp
 
 
 def test_two_processes_recording_at_once_lose_nothing(project: Path, openai_server: FakeOpenAIServer) -> None:
-    openai_server.add(*[{"content": f"answer {n}", "delay": 0.2} for n in range(6)])
+    openai_server.add(*[{"content": f"reply {n}", "delay": 0.2} for n in range(6)])
     procs = [_cli(project, openai_server, f"question {n}") for n in range(6)]
     assert [p.wait(timeout=120) for p in procs] == [0] * 6
     with sqlite3.connect(project / ".tongyi_training" / "trajectories.sqlite") as conn:

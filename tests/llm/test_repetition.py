@@ -29,3 +29,20 @@ def test_ordinary_text_is_left_whole() -> None:
     assert not guard.stuck and guard.result() == text
     # Two copies are not a loop yet, and a repeat that is interrupted starts counting again.
     assert not feed_all(["x = 1\nx = 1\ny\nx = 1\nx = 1\n"]).stuck
+
+
+def test_a_second_action_line_ends_the_reply_before_it() -> None:
+    # The loop seen on the real model: the same call with another path, line after line.
+    text = ('Thought: I will search.\nAction: search_files\nAction Input: {"query": "lead", "path": "projects"}\n'
+            'Action Input: {"query": "lead", "path": "orgs"}\nAction Input: {"query": "lead", "path": "people"}\n')
+    guard = RepetitionGuard(once=("Action:", "Action Input:", "Final Answer:"))
+    assert guard.feed(text)
+    assert guard.result() == ('Thought: I will search.\nAction: search_files\n'
+                              'Action Input: {"query": "lead", "path": "projects"}')
+    # A made-up next turn after the action is cut too; one action alone is left whole.
+    made_up = "Action: list_files\nAction Input: {}\nThought: now read it\nAction: read_file\n"
+    guard = RepetitionGuard(once=("Action:", "Action Input:"))
+    guard.feed(made_up)
+    assert guard.result() == "Action: list_files\nAction Input: {}\nThought: now read it"
+    single = RepetitionGuard(once=("Action:", "Action Input:"))
+    assert not single.feed('Thought: x\nAction: list_files\nAction Input: {}') and single.result().endswith("{}")

@@ -70,6 +70,7 @@ class ChatRequest:
     temperature: float | None = None
     top_p: float | None = None
     timeout: float | None = None  # seconds this call may take, retries and backoff included (the run's deadline)
+    once_per_reply: tuple[str, ...] = ()  # line prefixes a reply holds once; a streaming backend stops at a second
 
 
 class ModelError(RuntimeError):

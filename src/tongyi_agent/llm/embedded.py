@@ -78,7 +78,7 @@ class EmbeddedBackend:
         with self._lock:
             if self.prompt_cache is not None and messages and messages[0].role == "system":
                 self._warm_prefix(messages[0].content)
-            guard = RepetitionGuard()
+            guard = RepetitionGuard(once=request.once_per_reply)
             generated, finish = 0, None
             try:
                 # Streamed, so that a generation stuck in a loop can be stopped (llm/repetition.py).

@@ -22,6 +22,8 @@ _ACTION = re.compile(r"Action\s*:\s*([A-Za-z_][\w-]*)[^\n]*\n+\s*Action Input\s*
 _THOUGHT = re.compile(r"Thought\s*:\s*(.*?)(?=\n\s*(?:Action|Final Answer)\s*:|$)", re.S | re.I)
 
 STOP = ["\nObservation:", "Observation:"]
+# One action or answer per reply: the parser reads the first, a second one is a turn of its own.
+ONCE_PER_REPLY = ("Action:", "Action Input:", "Final Answer:")
 
 
 class ReactDialect(Dialect):
@@ -42,7 +44,7 @@ class ReactDialect(Dialect):
 
     def request(self, tools: ToolRegistry, *, final: bool, grammar_ok: bool) -> ChatRequest:
         grammar = react_grammar(tools, final_only=final) if grammar_ok else None
-        return ChatRequest(stop=STOP, grammar=grammar)
+        return ChatRequest(stop=STOP, grammar=grammar, once_per_reply=ONCE_PER_REPLY)
 
     def parse(self, response: ChatResponse, tool_names: set[str]) -> ParsedTurn:
         text = response.content.strip()
