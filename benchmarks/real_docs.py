@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import hashlib
 import json
 import os
@@ -107,13 +108,18 @@ def is_correct(question: Question, answer: str) -> bool:
 
 def _where_lines(question: Question) -> str:
     """The text of the document lines a question's `where` names (`path:31`, `path:13-16`, `path:54,56`)."""
-    texts = []
+    texts: list[str] = []
     for path, spec in re.findall(r"([\w./-]+\.\w+):([\d,-]+)", question.where):
-        lines = (DATA / "docs" / path).read_text(encoding="utf-8").splitlines()
+        lines = _doc_lines(path)
         for part in filter(None, spec.split(",")):
             first, _, last = part.partition("-")
             texts += lines[int(first) - 1:int(last or first)]
     return "\n".join(texts)
+
+
+@functools.cache
+def _doc_lines(path: str) -> list[str]:
+    return (DATA / "docs" / path).read_text(encoding="utf-8").splitlines()
 
 
 # ---------------------------------------------------------------- worker (loads the model)

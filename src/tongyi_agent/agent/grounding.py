@@ -14,7 +14,7 @@ and the evidence list (evidence.py) uses `unsupported` for every claim, so both 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from tongyi_agent.agent.prompts import load_prompt
@@ -66,6 +66,7 @@ _COUNT = re.compile(r"(?<![\w.,])(\d+)(?![\w]|[.,]\d)|\b(" + "|".join(_NUMBER_WO
 # Yes, no and not are answers, and a choice ("A or B?") is answered with words of the question.
 _FILLER = (_QUERY_STOP | _NOT_NAMES | frozenset("""is be been being in on at as by of so
     listed mentioned named called entry entries item items""".split())) - {"yes", "no", "not"}
+_FILLER = frozenset(w.rstrip("s") for w in _FILLER)  # as `restates` folds words
 _CHOICE = re.compile(r"\bor\b", re.I)
 
 
@@ -216,8 +217,7 @@ def restates(answer: str, question: str) -> bool:
     def words(text: str) -> set[str]:
         return {w.lower().rstrip("s") for w in re.findall(r"\w+(?:[.'’/-]\w+)*", text)} - {""}
 
-    filler = {w.rstrip("s") for w in _FILLER}
-    return bool(answer.strip()) and not _CHOICE.search(question) and not (words(answer) - words(question) - filler)
+    return bool(answer.strip()) and not _CHOICE.search(question) and not (words(answer) - words(question) - _FILLER)
 
 
 def _counts_about(outputs: list[str], subjects: list[Fact], question: str) -> list[tuple[str, int]]:
@@ -225,12 +225,10 @@ def _counts_about(outputs: list[str], subjects: list[Fact], question: str) -> li
     most words with the question first ("Features in urllib3 2.4.0" -> "2.4.0 > Features")."""
     asked = {w.lower() for w in re.findall(r"\w+", question)}
     found: dict[str, int] = {}
-    for output in outputs:
-        for block in output.split(GROUP_SEPARATOR):
-            line = section_of(block)
-            shown = section_count(line) if line else None
-            if shown and Corpus([_URL.sub(" ", shown[0])]).contains_any(subjects):
-                found.setdefault(shown[0], shown[1])
+    for _, section in _groups(outputs):
+        shown = section_count(section) if section else None
+        if shown and _names(shown[0], subjects):
+            found.setdefault(shown[0], shown[1])
     return sorted(found.items(), key=lambda item: -len(asked & {w.lower() for w in re.findall(r"\w+", item[0])}))
 
 
@@ -245,19 +243,26 @@ def _about(outputs: list[str], subjects: list[Fact]) -> list[Corpus]:
     read_file result that names it. Link targets do not name anything
     (`compare/3.4.2...3.4.3` is in the heading of 3.4.3)."""
 
-    def names(text: str) -> bool:
-        return Corpus([_URL.sub(" ", text)]).contains_any(subjects)
-
     parts: list[Corpus] = []
+    for block, section in _groups(outputs):
+        if section is None or _names(section, subjects):
+            parts += [Corpus([block])] if _names(block, subjects) else []
+        else:
+            after = block.split(section, 1)[1]
+            parts += [Corpus([section, line]) for line in after.splitlines() if _names(line, subjects)]
+    return parts
+
+
+def _groups(outputs: list[str]) -> Iterator[tuple[str, str | None]]:
+    """Each block of the tool results (a search group, or a whole other result) with its section line."""
     for output in outputs:
         for block in output.split(GROUP_SEPARATOR):
-            section = section_of(block)
-            if section is None or names(section):
-                parts += [Corpus([block])] if names(block) else []
-            else:
-                after = block.split(section, 1)[1]
-                parts += [Corpus([section, line]) for line in after.splitlines() if names(line)]
-    return parts
+            yield block, section_of(block)
+
+
+def _names(text: str, subjects: list[Fact]) -> bool:
+    """Whether `text` names one of `subjects`; link targets name nothing."""
+    return Corpus([_URL.sub(" ", text)]).contains_any(subjects)
 
 
 class GroundingGate:

@@ -180,7 +180,6 @@ class Agent:
             messages.extend(self.dialect.observation_messages(results))
 
         answer = strip_model_sources(answer)
-        sources = select_sources(answer, question, returned)
         stop = "deadline" if forced_reason == "deadline" else "forced" if forced_reason else "answer"
         grounding = gate.final(answer, observed)
         if grounding is not None and grounding.absent_subjects and stop != "deadline":
@@ -189,8 +188,8 @@ class Agent:
             self._emit(steps, NoteStep(len(steps), f"Answer replaced, the question's subject is in no tool "
                                                    f"result; the model had answered: {answer}"))
             answer = absent_answer(grounding.absent_subjects)
-            sources = select_sources(answer, question, returned)
             grounding = gate.final(answer, observed)
+        sources = select_sources(answer, question, returned)
         return RunResult(question=question, answer=answer, sources=sources, steps=steps, model=self.model.name,
                          seconds=budget.elapsed, usage=usage, stop_reason=stop,
                          evidence=verify(answer, sources, returned, observed, question),
