@@ -115,11 +115,31 @@ async def test_without_search_files_the_note_asks_the_model_to_search(tmp_path: 
 
 async def test_still_unsupported_answer_is_marked_and_the_loop_stops(tmp_path: Path) -> None:
     write_changelog(tmp_path)
-    model = ScriptedModel(["<answer>CVE-2021-44221</answer>", "<answer>CVE-2021-44221, I am sure.</answer>"])
-    result = await Agent(model, default_registry(), ReactDialect(), tmp_path).run("Which CVE did 2.5.0 fix?")
-    assert (result.grounded, result.unsupported) == (False, ["CVE-2021-44221"])
+    model = ScriptedModel(["<answer>It was released on 2025-07-01.</answer>",
+                           "<answer>On 2025-07-01, I am sure.</answer>"])
+    result = await Agent(model, default_registry(), ReactDialect(), tmp_path).run("When was 2.5.0 released?")
+    assert (result.grounded, result.unsupported) == (False, ["2025-07-01"])
+    assert "On 2025-07-01, I am sure." in result.answer
     assert result.model_calls == 2 and model.remaining == 0
     assert [e.verified for e in result.evidence] == [False]
+
+
+async def test_an_answer_that_is_only_an_id_no_result_names_becomes_not_found(tmp_path: Path) -> None:
+    write_changelog(tmp_path)
+    model = ScriptedModel(["<answer>CVE-2021-44221</answer>", "<answer>CVE-2021-44221, I am sure.</answer>"])
+    result = await Agent(model, default_registry(), ReactDialect(), tmp_path).run("Which CVE did 2.5.0 fix?")
+    assert result.answer == "Not found in the files: the id the model answered is in no tool result of this run."
+    assert (result.grounded, result.unsupported) == (True, [])
+    assert result.model_calls == 2 and model.remaining == 0
+    # The guess is kept where --verbose shows it.
+    assert any("CVE-2021-44221, I am sure." in s.text for s in result.steps if isinstance(s, NoteStep))
+
+
+def test_an_id_beside_a_supported_fact_is_marked_not_replaced() -> None:
+    hits = '[CHANGES.rst, section "2.5.0 (2025-06-18)":]\nCHANGES.rst:4: - Fixed redirects via retries.\n'
+    check = check_answer("2.5.0 fixed redirects on 2025-06-18 (CVE-2025-1111).", [hits], "Which CVE did 2.5.0 fix?")
+    assert check.unsupported_texts() == ["CVE-2025-1111"] and check.absent_ids == []
+    assert check_answer("CVE-2025-1111", [hits], "Which CVE did 2.5.0 fix?").absent_ids[0].text == "CVE-2025-1111"
 
 
 async def test_an_answer_about_a_version_no_result_names_becomes_not_found(tmp_path: Path) -> None:
@@ -178,7 +198,8 @@ async def test_an_error_result_supports_no_fact(tmp_path: Path) -> None:
     result = await Agent(model, default_registry(), NativeDialect(), tmp_path).run("Which CVE did 2.5.0 fix?")
     [failed] = [s for s in result.steps if isinstance(s, ToolStep) and not s.result.ok]
     assert "CVE-2017-1199" in failed.result.output  # the error names the path it could not read...
-    assert (result.grounded, result.unsupported) == (False, ["CVE-2017-1199"])  # ...and grounds nothing
+    # ...and grounds nothing: the answer, only that id, is replaced by "not found".
+    assert result.answer.startswith("Not found in the files") and result.grounded is True
 
 
 CHARSET_HITS = (
@@ -262,6 +283,48 @@ def test_a_count_must_be_one_the_search_results_show_for_the_subject() -> None:
     assert note is not None
     assert '"10" is not a count the search results show about "2.4.0": they counted 3 list items in section ' \
            '"2.4.0 (2025-04-10) > Features"; 9 list items in section "2.4.0 (2025-04-10)".' in note
+
+
+def test_a_wrong_count_is_looked_up_by_reading_the_counted_section() -> None:
+    question = "How many items are listed under Features in urllib3 2.4.0?"
+    shown = URLLIB3_FEATURES + '[whole section: read_file(path="urllib3/CHANGES.rst", start_line=27, end_line=33)]\n'
+    gate = GroundingGate(question)
+    note = gate.retry_note("10", [shown], can_retry=True, tools={"search_files", "read_file"})
+    assert gate.lookup is not None and gate.lookup.name == "read_file"
+    assert gate.lookup.arguments == {"path": "urllib3/CHANGES.rst", "start_line": 27, "end_line": 33}
+    assert note is not None and 'I read section "2.4.0 (2025-04-10) > Features" (urllib3/CHANGES.rst, ' \
+                                'lines 27-33), which lists 3 items:\n{results}' in note
+    # A read page is shown whole; only a search is focused.
+    assert gate.focus("27: Features\n--\n28: x") == "27: Features\n--\n28: x"
+    # Without a range to read, the check searches.
+    other = GroundingGate(question)
+    other.retry_note("10", [URLLIB3_FEATURES], can_retry=True, tools={"search_files", "read_file"})
+    assert other.lookup is not None and other.lookup.name == "search_files"
+
+
+def test_a_search_look_up_shows_the_subjects_sections_first_and_few_groups() -> None:
+    gate = GroundingGate("When was urllib3 2.4.0 released?")
+    gate.retry_note("On 2025-01-01.", [], can_retry=True, tools={"search_files"})
+    groups = [f'[CHANGES.rst, section "{v} (2025-0{i}-10)":]\nCHANGES.rst:{i}: x' for i, v in
+              enumerate(["2.5.0", "2.3.0", "2.2.0", "2.1.0", "2.4.0", "2.0.0"], start=1)]
+    focused = gate.focus("\n--\n".join(groups)).split("\n--\n")
+    assert focused == [groups[4], *groups[:3]]
+
+
+def test_a_count_on_a_read_page_is_checked_like_a_searched_one() -> None:
+    # read_file names each section of a document with its list items; the check reads those too.
+    page = ('[packaging/CHANGELOG.rst, section "25.0 - 2025-04-19", 2 list items:]\n'
+            "4: 25.0 - 2025-04-19\n7: * PEP 751\n8: * Fix a crash\n"
+            '[packaging/CHANGELOG.rst, section "24.2 - 2024-11-08", 4 list items:]\n'
+            "10: 24.2 - 2024-11-08\n13: * Drop Python 3.7\n[showing lines 4-16 of 400]")
+    question = "How many changes are listed for packaging 25.0?"
+    check = check_answer("4", [page], question)
+    assert [(f.kind, f.text) for f in check.unsupported] == [("count", "4")]
+    assert check.counts == [("25.0 - 2025-04-19", 2)]
+    assert check_answer("2", [page], question).grounded
+    # A date under 24.2's heading on the same page is not about 25.0.
+    assert check_answer("On 2024-11-08.", [page], "When was packaging 25.0 released?").unsupported_texts() == [
+        "2024-11-08"]
 
 
 def test_an_answer_that_only_repeats_the_question_is_not_accepted() -> None:

@@ -110,3 +110,46 @@ def test_refuses_symlink_to_outside(project: Path, ctx: ToolContext) -> None:
 def test_absolute_path_inside_root(project: Path, ctx: ToolContext) -> None:
     result = read_file(ctx, str(project / "README.md"))
     assert result.sources[0].path == "README.md"
+
+
+CHANGELOG = """\
+Changelog
+=========
+
+25.0 - 2025-04-19
+~~~~~~~~~~~~~~~~~
+
+* PEP 751: Add support for extras and dependency groups (:issue:`885`)
+* Fix a crash on empty versions (:issue:`880`)
+
+24.2 - 2024-11-08
+~~~~~~~~~~~~~~~~~
+
+* PEP 639: Implement License-Expression
+* Normalize license names
+* Drop Python 3.7
+"""
+
+
+def test_a_document_page_names_each_section_with_its_list_items(project: Path, ctx: ToolContext) -> None:
+    (project / "CHANGELOG.rst").write_text(CHANGELOG)
+    page = read_file(ctx, "CHANGELOG.rst", start_line=4, end_line=15).output.splitlines()
+    assert page[0] == '[CHANGELOG.rst, section "25.0 - 2025-04-19", 2 list items:]'
+    assert page[1] == "4: 25.0 - 2025-04-19"
+    second = '[CHANGELOG.rst, section "24.2 - 2024-11-08", 3 list items:]'
+    assert page[page.index(second) + 1] == "10: 24.2 - 2024-11-08"
+    # The named lines are not lines of the file: sources stay the file's own lines.
+    assert [s.line for s in read_file(ctx, "CHANGELOG.rst", start_line=4, end_line=15).sources] == list(range(4, 16))
+
+
+def test_a_page_starting_inside_a_section_opens_with_its_name(project: Path, ctx: ToolContext) -> None:
+    (project / "CHANGELOG.rst").write_text(CHANGELOG)
+    page = read_file(ctx, "CHANGELOG.rst", start_line=13, end_line=14).output.splitlines()
+    assert page == ['[CHANGELOG.rst, section "24.2 - 2024-11-08", 3 list items:]',
+                    "13: * PEP 639: Implement License-Expression", "14: * Normalize license names",
+                    "[showing lines 13-14 of 15]"]
+
+
+def test_code_pages_carry_no_section_lines(project: Path, ctx: ToolContext) -> None:
+    (project / "mod.py").write_text("def a():\n    return 1\n\n\nclass B:\n    pass\n")
+    assert not any(line.startswith("[") for line in read_file(ctx, "mod.py").output.splitlines())

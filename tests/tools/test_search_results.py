@@ -58,7 +58,9 @@ def test_the_hint_reads_exactly_the_section(tmp_path: Path) -> None:
     ctx = ToolContext(root=tmp_path)
     assert "start_line=11, end_line=15" in search_files(ctx, "crash").output
     page = read_file(ctx, "CHANGES.rst", start_line=11, end_line=15).output.splitlines()
-    assert page[0] == "11: 2.0.0 (2024-11-30)" and page[-2] == "15: - Fixed a retry crash."
+    # The page names the section as the search did, then shows it whole.
+    assert page[0] == '[CHANGES.rst, section "2.0.0 (2024-11-30)", 2 list items:]'
+    assert page[1] == "11: 2.0.0 (2024-11-30)" and page[-2] == "15: - Fixed a retry crash."
 
 
 def test_gaps_inside_a_section_are_marked(tmp_path: Path) -> None:

@@ -14,12 +14,18 @@ and the evidence list (evidence.py) uses `unsupported` for every claim, so both 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from tongyi_agent.agent.prompts import load_prompt
 from tongyi_agent.llm.base import ToolCall
-from tongyi_agent.tools.search_results import GROUP_SEPARATOR, section_count, section_of
+from tongyi_agent.tools.search_results import (
+    GROUP_SEPARATOR,
+    is_section_line,
+    section_count,
+    section_of,
+    section_range,
+)
 
 _MONTHS = {m: i for i, m in enumerate(
     "january february march april may june july august september october november december".split(), 1)}
@@ -84,6 +90,8 @@ class Grounding:
     unsupported: list[Fact] = field(default_factory=list)
     subjects: list[Fact] = field(default_factory=list)  # the question's versions and ids, facts must sit with
     counts: list[tuple[str, int]] = field(default_factory=list)  # sections about the subjects, their list items
+    count_range: tuple[str, int, int] | None = None  # where the best of `counts` is: path, first and last line
+    nowhere: list[Fact] = field(default_factory=list)  # facts no tool result contains anywhere
 
     @property
     def grounded(self) -> bool:
@@ -97,9 +105,19 @@ class Grounding:
         """The question's versions and ids that no tool result of the run names at all."""
         return [s for s in self.subjects if s in self.unsupported]
 
+    @property
+    def absent_ids(self) -> list[Fact]:
+        """The identifiers (CVE, PEP, issue ids) an answer gives that no tool result names anywhere,
+        when none of the answer's key facts is supported: the answer is then only a recalled id."""
+        ids = [f for f in self.nowhere if f.kind == "id"]
+        return ids if ids and all(f in self.unsupported for f in self.facts) else []
 
-def absent_answer(subjects: list[Fact]) -> str:
-    """The answer when what the question is about is in no tool result: not in the files."""
+
+def absent_answer(subjects: list[Fact], answered: list[Fact] | None = None) -> str:
+    """The answer when what the question is about, or the only thing the model answered, is in no
+    tool result: not in the files."""
+    if answered:  # not named again: the answer would claim it once more (the steps keep it)
+        return "Not found in the files: the id the model answered is in no tool result of this run."
     named = ", ".join(f.text for f in subjects)
     return f"Not found in the files: no tool result of this run mentions {named}."
 
@@ -194,8 +212,9 @@ def check_answer(answer: str, tool_outputs: Iterable[str], question: str = "") -
     facts = key_facts(answer, question)
     corpus = Corpus(outputs)
     unsupported = [f for f in facts if not corpus.contains(f)]
+    nowhere = list(unsupported)
     subjects = [f for f in key_facts(question) if f.kind in ("version", "id")] if question else []
-    counts: list[tuple[str, int]] = []
+    counts: list[tuple[str, int, tuple[str, int, int] | None]] = []
     if facts and subjects:
         about = _about(outputs, subjects)
         unsupported += [f for f in facts if f not in unsupported and not any(b.contains(f) for b in about)]
@@ -204,11 +223,12 @@ def check_answer(answer: str, tool_outputs: Iterable[str], question: str = "") -
     if subjects and _HOW_MANY.search(question):
         counts = _counts_about(outputs, subjects, question)
         stated = _COUNT.search(_CITATION.sub(" ", answer))
-        if counts and stated and _count_value(stated) not in {c for _, c in counts}:
+        if counts and stated and _count_value(stated) not in {c for _, c, _ in counts}:
             unsupported.append(Fact(stated.group(0), "count"))
     if question and restates(answer, question):
         unsupported.append(Fact("an answer beyond the question", "restated"))
-    return Grounding(facts, list(dict.fromkeys(unsupported)), subjects if facts or counts else [], counts)
+    return Grounding(facts, list(dict.fromkeys(unsupported)), subjects if facts or counts else [],
+                     [(name, n) for name, n, _ in counts], counts[0][2] if counts else None, nowhere)
 
 
 def restates(answer: str, question: str) -> bool:
@@ -220,16 +240,21 @@ def restates(answer: str, question: str) -> bool:
     return bool(answer.strip()) and not _CHOICE.search(question) and not (words(answer) - words(question) - _FILLER)
 
 
-def _counts_about(outputs: list[str], subjects: list[Fact], question: str) -> list[tuple[str, int]]:
-    """Sections about `subjects` whose list items a search result counted, the sections sharing
-    most words with the question first ("Features in urllib3 2.4.0" -> "2.4.0 > Features")."""
+def _counts_about(outputs: list[str], subjects: list[Fact],
+                  question: str) -> list[tuple[str, int, tuple[str, int, int] | None]]:
+    """Sections about `subjects` whose list items a tool result counted, with where each is when a
+    search showed it; the sections sharing most words with the question first ("Features in
+    urllib3 2.4.0" -> "2.4.0 > Features")."""
     asked = {w.lower() for w in re.findall(r"\w+", question)}
-    found: dict[str, int] = {}
-    for _, section in _groups(outputs):
+    found: dict[str, tuple[int, tuple[str, int, int] | None]] = {}
+    for block, section in _groups(outputs):
         shown = section_count(section) if section else None
         if shown and _names(shown[0], subjects):
-            found.setdefault(shown[0], shown[1])
-    return sorted(found.items(), key=lambda item: -len(asked & {w.lower() for w in re.findall(r"\w+", item[0])}))
+            where = section_range(block)
+            if shown[0] not in found or (where and not found[shown[0]][1]):
+                found[shown[0]] = (shown[1], where)
+    ranked = sorted(found.items(), key=lambda item: -len(asked & {w.lower() for w in re.findall(r"\w+", item[0])}))
+    return [(name, n, where) for name, (n, where) in ranked]
 
 
 def _count_value(match: re.Match[str]) -> int:
@@ -254,10 +279,17 @@ def _about(outputs: list[str], subjects: list[Fact]) -> list[Corpus]:
 
 
 def _groups(outputs: list[str]) -> Iterator[tuple[str, str | None]]:
-    """Each block of the tool results (a search group, or a whole other result) with its section line."""
+    """Each block of the tool results with its section line: a search group, a section of a
+    read_file page (each opens with the line naming it), or a whole other result."""
     for output in outputs:
-        for block in output.split(GROUP_SEPARATOR):
-            yield block, section_of(block)
+        for group in output.split(GROUP_SEPARATOR):
+            block: list[str] = []
+            for line in group.split("\n"):
+                if block and is_section_line(line) and not all(b.startswith("Note:") for b in block):
+                    yield "\n".join(block), section_of("\n".join(block))
+                    block = []
+                block.append(line)
+            yield "\n".join(block), section_of("\n".join(block))
 
 
 def _names(text: str, subjects: list[Fact]) -> bool:
@@ -272,30 +304,56 @@ class GroundingGate:
         self.question = question
         self.enabled = enabled
         self.retried = False
+        self.lookup: ToolCall | None = None  # what the loop runs for the model with a retry note
+        self._subjects: list[Fact] = []
 
     def retry_note(self, answer: str, tool_outputs: list[str], can_retry: bool,
-                   looked_up: bool = False) -> str | None:
+                   tools: Collection[str] = ()) -> str | None:
         """The note asking the model to answer again from the files, or None to accept the answer.
-        `looked_up`: the loop runs `lookup_call()` itself and puts its output where the note says
-        `{results}`; otherwise the note asks the model to make that search."""
+        With the tools to look it up (`tools`: the names available), `lookup` is set and the loop
+        runs it and puts its output, through `focus`, where the note says `{results}`: a count
+        that is not the section's reads that section; anything else searches with the question's
+        words. Without them the note asks the model to make that search."""
+        self.lookup = None
         if not self.enabled or self.retried or not can_retry:
             return None
         check = check_answer(answer, tool_outputs, self.question)
         if check.grounded:
             return None
         self.retried = True
+        self._subjects = check.subjects
         query = lookup_query(self.question)
         why = _why(check)
-        if looked_up:  # `{results}` stays for the loop to fill in with the look-up's output
-            return load_prompt("grounding_lookup").replace("{why}", why).replace("{query}", query)
-        return load_prompt("grounding_retry").format(why=why, query=query)
+        counted = any(f.kind == "count" for f in check.unsupported)
+        if counted and check.count_range and "read_file" in tools:
+            path, first, last = check.count_range
+            self.lookup = ToolCall(id="grounding_lookup", name="read_file",
+                                   arguments={"path": path, "start_line": first, "end_line": last})
+            did = f'I read section "{check.counts[0][0]}" ({path}, lines {first}-{last}), which lists ' \
+                  f"{check.counts[0][1]} items"
+        elif "search_files" in tools:
+            self.lookup = ToolCall(id="grounding_lookup", name="search_files", arguments={"query": query})
+            did = f'I searched the files for "{query}" and found'
+        else:
+            return load_prompt("grounding_retry").format(why=why, query=query)
+        # `{results}` stays for the loop to fill in with the look-up's output
+        return load_prompt("grounding_lookup").replace("{why}", why).replace("{lookup}", did)
 
-    def lookup_call(self) -> ToolCall:
-        """The search the loop runs for the model when an answer was not grounded."""
-        return ToolCall(id="grounding_lookup", name="search_files", arguments={"query": lookup_query(self.question)})
+    def focus(self, output: str) -> str:
+        """A search look-up's result as the note shows it: the groups whose section names the
+        question's subject first, at most `LOOKUP_GROUPS` of them. A small model answered from
+        whichever group came first, often another version's."""
+        if self.lookup is None or self.lookup.name != "search_files":
+            return output
+        groups = output.split(GROUP_SEPARATOR)
+        about = [g for g in groups if self._subjects and _names(section_of(g) or "", self._subjects)]
+        return GROUP_SEPARATOR.join((about + [g for g in groups if g not in about])[:LOOKUP_GROUPS])
 
     def final(self, answer: str, tool_outputs: list[str]) -> Grounding | None:
         return check_answer(answer, tool_outputs, self.question) if self.enabled else None
+
+
+LOOKUP_GROUPS = 4
 
 
 def _why(check: Grounding) -> str:

@@ -140,9 +140,8 @@ class Agent:
                 answer = parsed.answer or _salvage(parsed, response.content) or NOT_FOUND
                 break
             if parsed.answer is not None and parsed.answer.strip():
-                lookup = gate.lookup_call() if "search_files" in names else None
-                retry = gate.retry_note(parsed.answer, observed, can_retry=budget.exhausted() is None,
-                                        looked_up=lookup is not None)
+                retry = gate.retry_note(parsed.answer, observed, can_retry=budget.exhausted() is None, tools=names)
+                lookup = gate.lookup
                 if retry:  # key facts no tool returned: one chance per run to look them up
                     # The rejected answer leaves the conversation (a small model repeats what it said
                     # before), and the loop runs the look-up itself, so the retry costs one model call.
@@ -152,7 +151,7 @@ class Agent:
                     if lookup is not None:
                         seen_calls.add(f"{lookup.name}:{json.dumps(lookup.arguments, sort_keys=True)}")
                         output = await self._call_tool(lookup, ctx, taint, steps, returned, observed)
-                        retry = retry.replace("{results}", output)
+                        retry = retry.replace("{results}", gate.focus(output))
                     messages.append(self._note(steps, retry))
                     continue
                 answer = parsed.answer
@@ -182,12 +181,13 @@ class Agent:
         answer = strip_model_sources(answer)
         stop = "deadline" if forced_reason == "deadline" else "forced" if forced_reason else "answer"
         grounding = gate.final(answer, observed)
-        if grounding is not None and grounding.absent_subjects and stop != "deadline":
+        if grounding is not None and (grounding.absent_subjects or grounding.absent_ids) and stop != "deadline":
             # Whatever the model claims about a version or id that nothing the tools returned names
-            # comes from memory: the files do not have it. Its guess stays in the steps (--verbose).
-            self._emit(steps, NoteStep(len(steps), f"Answer replaced, the question's subject is in no tool "
-                                                   f"result; the model had answered: {answer}"))
-            answer = absent_answer(grounding.absent_subjects)
+            # comes from memory, as does an answer that is only an id no result names: the files do
+            # not have it. The model's guess stays in the steps (--verbose).
+            self._emit(steps, NoteStep(len(steps), f"Answer replaced, the question's subject or the answer's "
+                                                   f"id is in no tool result; the model had answered: {answer}"))
+            answer = absent_answer(grounding.absent_subjects, grounding.absent_ids)
             grounding = gate.final(answer, observed)
         sources = select_sources(answer, question, returned)
         return RunResult(question=question, answer=answer, sources=sources, steps=steps, model=self.model.name,

@@ -1,4 +1,9 @@
-"""read_file: numbered lines of one text file, paged so one call never floods the context."""
+"""read_file: numbered lines of one text file, paged so one call never floods the context.
+
+In documents each section's heading comes after a line that names the section in words with the
+count of its list items, as search_files shows it (`[CHANGES.rst, section "2.4.0 > Features", 3 list
+items:]`); a range that starts inside a section opens with that section's line. A small model asked
+"how many" counts badly, and the grounding check compares its count with these."""
 
 from __future__ import annotations
 
@@ -11,6 +16,8 @@ from tongyi_agent.tools.paths import (
     relative_label,
     resolve_in_root,
 )
+from tongyi_agent.tools.search_results import section_line
+from tongyi_agent.tools.sections import enclosing, find_sections, is_prose
 
 MAX_LINES = 400
 MAX_CHARS = 16_000
@@ -48,14 +55,17 @@ def read_file(ctx: ToolContext, path: str, start_line: int | None = None,
     sources: list[SourceRef] = []
     chars = 0
     shown_last = first - 1
+    named = _section_lines(label, lines, first)
     for number in range(first, last + 1):
         text = lines[number - 1]
         if len(text) > MAX_LINE_CHARS:
             text = text[:MAX_LINE_CHARS] + " [... line cut]"
         entry = f"{number}: {text}"
         # Always show at least one line so paging makes progress.
-        if out and (len(out) >= MAX_LINES or chars + len(entry) + 1 > MAX_CHARS):
+        if sources and (len(sources) >= MAX_LINES or chars + len(entry) + 1 > MAX_CHARS):
             break
+        if number in named:
+            out.append(named[number])
         out.append(entry)
         sources.append(SourceRef(path=label, line=number, text=text))
         chars += len(entry) + 1
@@ -66,3 +76,16 @@ def read_file(ctx: ToolContext, path: str, start_line: int | None = None,
     elif first > 1 or last < total:
         out.append(f"[showing lines {first}-{last} of {total}]")
     return ToolResult(output="\n".join(out), sources=sources)
+
+
+def _section_lines(label: str, lines: list[str], first: int) -> dict[int, str]:
+    """For a document, the line naming each section, keyed by the line it goes above: the
+    section's first line, or `first` for the section the range starts inside."""
+    if not is_prose(label):
+        return {}
+    sections = find_sections(label, lines)
+    named = {s.start: section_line(label, lines, sections, i) for i, s in enumerate(sections)}
+    inside = enclosing(sections, first)
+    if first not in named and inside:
+        named[first] = section_line(label, lines, sections, inside[-1])
+    return named

@@ -24,6 +24,7 @@ HEADING_BODY_LINES = 5
 HEADING_BODY_GROUPS = 3
 GROUP_SEPARATOR = "\n--\n"  # between the groups of one search result
 _SECTION_LINE = re.compile(r'^\[.*, section "(.*)"(?:, (\d+) list items?)?:\]$')
+_WHOLE_SECTION = re.compile(r'^\[whole section: read_file\(path="(.*)", start_line=(\d+), end_line=(\d+)\)\]$', re.M)
 _MARKDOWN_LINK = re.compile(r"\[([^\]]*)\]\([^)\s]*\)")
 
 
@@ -75,12 +76,8 @@ def render_hits(hits: Sequence[Hit], max_chars: int = 300) -> tuple[list[str], l
         out: list[str] = []
         if inner is not None:
             # The headers in words, in front of the hits: a small model reads "section X" as where the
-            # hit belongs, where bare header lines above it were often skipped. The count of its list
-            # items answers "how many" without counting lines, which small models do badly.
-            names = " > ".join(title(lines[n - 1]) for n in headers)
-            items = list_items(lines, sections, inner) if is_prose(label) else 0
-            count = f", {items} list item{'s' if items != 1 else ''}" if items else ""
-            out.append(f"[{label}, section \"{shorten(names, max_chars)}\"{count}:]")
+            # hit belongs, where bare header lines above it were often skipped.
+            out.append(section_line(label, lines, sections, inner, max_chars))
         previous = None
         for number in sorted(shown):
             skipped = range(previous + 1, number) if previous is not None else range(0)
@@ -92,12 +89,27 @@ def render_hits(hits: Sequence[Hit], max_chars: int = 300) -> tuple[list[str], l
         if inner is not None:
             section = sections[inner]
             out.append(f"[whole section: read_file(path=\"{label}\", start_line={section.start}, "
-                       f"end_line={section.end})]")
+                       f"end_line={section.end})]")  # section_range reads it back
         blocks.append("\n".join(out))
         header_refs.extend(SourceRef(label, n, lines[n - 1]) for n in headers if (label, n) not in hit_lines)
         body_refs.extend(SourceRef(label, n, lines[n - 1]) for n in body if (label, n) not in hit_lines)
     sources = [SourceRef(h.label, h.line, h.lines[h.line - 1]) for h in hits]
     return blocks, list(dict.fromkeys(sources + header_refs + body_refs))
+
+
+def section_line(label: str, lines: Sequence[str], sections: Sequence[Section], index: int,
+                 max_chars: int = 300) -> str:
+    """The line naming section `index` in words, with the headers around it and the count of its
+    list items (`[CHANGES.rst, section "2.4.0 (2025-04-10) > Features", 3 list items:]`): the count
+    answers "how many" without counting lines, which small models do badly."""
+    names = " > ".join(title(lines[n - 1]) for n in _header_lines(sections, index, len(lines)))
+    items = list_items(lines, sections, index) if is_prose(label) else 0
+    count = f", {items} list item{'s' if items != 1 else ''}" if items else ""
+    return f"[{label}, section \"{shorten(names, max_chars)}\"{count}:]"
+
+
+def is_section_line(line: str) -> bool:
+    return bool(_SECTION_LINE.match(line))
 
 
 def _body(lines: Sequence[str], section: Section) -> list[int]:
@@ -122,6 +134,13 @@ def section_of(group: str) -> str | None:
         if not line.startswith("Note:"):
             return None
     return None
+
+
+def section_range(group: str) -> tuple[str, int, int] | None:
+    """Where a search group's whole section is, from the call it shows for reading it:
+    `[whole section: read_file(path="a.md", start_line=4, end_line=9)]` -> ("a.md", 4, 9)."""
+    match = _WHOLE_SECTION.search(group)
+    return (match.group(1), int(match.group(2)), int(match.group(3))) if match else None
 
 
 def section_count(section_line: str) -> tuple[str, int] | None:
