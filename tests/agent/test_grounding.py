@@ -333,6 +333,8 @@ def test_an_answer_that_only_repeats_the_question_is_not_accepted() -> None:
     question = "Which feature did requests 2.32.5 revert?"
     check = check_answer("The feature revert was in requests 2.32.5.", [hits], question)
     assert [f.kind for f in check.unsupported] == ["restated"]
+    library = check_answer("The feature revert was in version 2.32.5 of the requests library.", [hits], question)
+    assert [f.kind for f in library.unsupported] == ["restated"]
     assert check_answer("SSLContext caching.", [hits], question).grounded
     # A version the question names is no answer to "which other version".
     assert not check_answer("2.32.4", [hits], "Which urllib3 version came out with requests 2.32.4?").grounded

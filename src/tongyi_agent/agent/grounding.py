@@ -71,7 +71,7 @@ _COUNT = re.compile(r"(?<![\w.,])(\d+)(?![\w]|[.,]\d)|\b(" + "|".join(_NUMBER_WO
 # Words that add nothing to a question when an answer repeats it: "The revert was in requests 2.32.5."
 # Yes, no and not are answers, and a choice ("A or B?") is answered with words of the question.
 _FILLER = (_QUERY_STOP | _NOT_NAMES | frozenset("""is be been being in on at as by of so
-    listed mentioned named called entry entries item items""".split())) - {"yes", "no", "not"}
+    listed mentioned named called entry entries item items library package project module""".split())) - {"yes", "no", "not"}
 _FILLER = frozenset(w.rstrip("s") for w in _FILLER)  # as `restates` folds words
 _CHOICE = re.compile(r"\bor\b", re.I)
 
