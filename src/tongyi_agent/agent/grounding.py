@@ -71,7 +71,8 @@ _COUNT = re.compile(r"(?<![\w.,])(\d+)(?![\w]|[.,]\d)|\b(" + "|".join(_NUMBER_WO
 # Words that add nothing to a question when an answer repeats it: "The revert was in requests 2.32.5."
 # Yes, no and not are answers, and a choice ("A or B?") is answered with words of the question.
 _FILLER = (_QUERY_STOP | _NOT_NAMES | frozenset("""is be been being in on at as by of so
-    listed mentioned named called entry entries item items library package project module""".split())) - {"yes", "no", "not"}
+    listed mentioned named called entry entries item items library package project module""".split()))
+_FILLER -= {"yes", "no", "not"}
 _FILLER = frozenset(w.rstrip("s") for w in _FILLER)  # as `restates` folds words
 _CHOICE = re.compile(r"\bor\b", re.I)
 
@@ -207,7 +208,7 @@ def check_answer(answer: str, tool_outputs: Iterable[str], question: str = "") -
     unsupported then. Two more answers rest on nothing: one that only repeats the question ("The
     revert was in requests 2.32.5."), and a "how many" count that differs from every count of list
     items the search results showed for sections about the subject (a small model picks a number
-    from the text instead of counting)."""
+    from the text instead of counting), or that counts a subject no tool result names yet."""
     outputs = list(tool_outputs)
     facts = key_facts(answer, question)
     corpus = Corpus(outputs)
@@ -215,19 +216,23 @@ def check_answer(answer: str, tool_outputs: Iterable[str], question: str = "") -
     nowhere = list(unsupported)
     subjects = [f for f in key_facts(question) if f.kind in ("version", "id")] if question else []
     counts: list[tuple[str, int, tuple[str, int, int] | None]] = []
+    named = Corpus(_URL.sub(" ", output) for output in outputs)
     if facts and subjects:
         about = _about(outputs, subjects)
         unsupported += [f for f in facts if f not in unsupported and not any(b.contains(f) for b in about)]
-        named = Corpus(_URL.sub(" ", output) for output in outputs)
         unsupported += [s for s in subjects if not named.contains(s)]
+    counted = False  # a count stated before anything about the subject was seen
     if subjects and _HOW_MANY.search(question):
         counts = _counts_about(outputs, subjects, question)
         stated = _COUNT.search(_CITATION.sub(" ", answer))
-        if counts and stated and _count_value(stated) not in {c for _, c, _ in counts}:
+        if stated and counts and _count_value(stated) not in {c for _, c, _ in counts}:
             unsupported.append(Fact(stated.group(0), "count"))
+        elif stated and not named.contains_any(subjects):
+            counted = True
+            unsupported += [Fact(stated.group(0), "count"), *(s for s in subjects if not named.contains(s))]
     if question and restates(answer, question):
         unsupported.append(Fact("an answer beyond the question", "restated"))
-    return Grounding(facts, list(dict.fromkeys(unsupported)), subjects if facts or counts else [],
+    return Grounding(facts, list(dict.fromkeys(unsupported)), subjects if facts or counts or counted else [],
                      [(name, n) for name, n, _ in counts], counts[0][2] if counts else None, nowhere)
 
 
@@ -354,22 +359,30 @@ class GroundingGate:
 
 
 LOOKUP_GROUPS = 4
+_KIND_WORDS = {"id": "ids", "version": "versions", "date": "dates", "number": "numbers", "quote": "quoted words",
+               "name": "names"}
 
 
 def _why(check: Grounding) -> str:
     """Why an answer was not accepted, in the words of the retry note."""
     about = " about " + ", ".join(f'"{f.text}"' for f in check.subjects) if check.subjects else ""
     reasons = []
-    facts = [f.text for f in check.unsupported if f.kind not in ("count", "restated")]
-    if facts:
-        listed = ", ".join(f'"{t}"' for t in facts)
-        reasons.append(f"{listed} appear in no tool result of this run{about}, so they may come from memory, "
-                       "not from the files.")
+    # The values themselves are not repeated: a small model shown its rejected value answered it again.
+    kinds = [f.kind for f in check.unsupported if f.kind not in ("count", "restated") and f not in check.subjects]
+    if kinds:
+        listed = " and ".join(dict.fromkeys(_KIND_WORDS.get(k, k) for k in kinds))
+        reasons.append(f"the {listed} in it appear in no tool result of this run{about}, so they may come from "
+                       "memory, not from the files.")
+    if check.absent_subjects:
+        reasons.append("No tool result of this run names " + ", ".join(f'"{f.text}"' for f in check.absent_subjects)
+                       + " yet.")
     for fact in check.unsupported:
-        if fact.kind == "count":
+        if fact.kind == "count" and check.counts:
             shown = "; ".join(f'{n} list items in section "{name}"' for name, n in check.counts[:3])
-            reasons.append(f'"{fact.text}" is not a count the search results show{about}: they counted {shown}. '
+            reasons.append(f"its count is not one the search results show{about}: they counted {shown}. "
                            "Answer with the count of the section the question asks about.")
+        elif fact.kind == "count":
+            reasons.append("its count cannot come from the files yet.")
         elif fact.kind == "restated":
             reasons.append("it only repeats the question and does not give what was asked.")
     return " ".join(reasons)
