@@ -354,6 +354,19 @@ def test_an_answer_that_only_repeats_the_question_is_not_accepted() -> None:
     assert note is not None and "only repeats the question" in note
 
 
+def test_a_question_asking_which_version_needs_a_version_or_not_found() -> None:
+    hits = ('[urllib3/CHANGES.rst, section "2.4.0 (2025-04-10)":]\n'
+            "urllib3/CHANGES.rst:24: 2.4.0 (2025-04-10)\n")
+    question = "Which version of the packaging library was released in the same month as urllib3 2.4.0?"
+    check = check_answer("2025-04-10", [hits], question)
+    assert [(f.kind, f.text) for f in check.unsupported] == [("type", "a version")]
+    note = GroundingGate(question).retry_note("2025-04-10", [hits], can_retry=True)
+    assert note is not None and "asks which version, and the answer names none" in note
+    assert check_answer("It is not found in the files.", [hits], question).grounded
+    assert check_answer("Python 3.8", ["Dropped support for Python 3.8"], "Which Python version was dropped?").grounded
+    assert check_answer("On 2025-04-10.", [hits], "When was urllib3 2.4.0 released?").grounded
+
+
 def test_section_count_reads_the_group_header() -> None:
     from tongyi_agent.tools.search_results import section_count
 

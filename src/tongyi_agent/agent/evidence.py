@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 
 from tongyi_agent.agent.citations import content_tokens
-from tongyi_agent.agent.grounding import Corpus, key_facts
+from tongyi_agent.agent.grounding import SAYS_NOT_FOUND, Corpus, key_facts
 from tongyi_agent.tools.base import SourceRef
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(*-])|\n+")
@@ -24,8 +24,6 @@ _LINE_REF = re.compile(r"([\w./-]+\.\w+):(\d+)")
 _DOI = re.compile(r"\b(10\.\d{4,9}/[^\s\"'<>),;]+)", re.I)
 _URL = re.compile(r"https?://[^\s)\"'<>]+")
 _PATH = re.compile(r"(?<![\w/])((?:[\w-]+/)*[\w-]+\.(?:md|txt|csv|py|json|yaml|yml|toml|ini|rst|html|pdf|tsv|log))\b")
-_NOT_FOUND = re.compile(r"\bnot (?:be )?(?:found|listed|mentioned|present|available)\b|\bno (?:information|mention)\b",
-                        re.I)
 CONTEXT_LINES = 2  # a claim about line n may rest on the lines around it
 MIN_CLAIM_WORDS = 3  # fewer distinctive words and no key fact ("I looked at the files."): nothing to check
 TOOL_OUTPUT = "tool output"  # source label of a fact found in a tool result that names no line
@@ -95,7 +93,7 @@ def verify(answer: str, sources: list[SourceRef], returned: list[SourceRef],
     corpus = Corpus(outputs if outputs is not None else [ref.text for ref in returned])
     evidence: list[Evidence] = []
     for claim in _claims(answer):
-        if _NOT_FOUND.search(claim):
+        if SAYS_NOT_FOUND.search(claim):
             continue  # "X is not in the files" states an absence; there is nothing to check it against
         cited = index.cited(claim)
         if cited:

@@ -75,12 +75,16 @@ _FILLER = (_QUERY_STOP | _NOT_NAMES | frozenset("""is be been being in on at as 
 _FILLER -= {"yes", "no", "not"}
 _FILLER = frozenset(w.rstrip("s") for w in _FILLER)  # as `restates` folds words
 _CHOICE = re.compile(r"\bor\b", re.I)
+_ASKS_VERSION = re.compile(r"\b(?:which|what)\b[^?]*\bversion\b", re.I)
+# An answer saying the files do not hold it: the question's subject needs no support then.
+SAYS_NOT_FOUND = re.compile(r"\bnot (?:be )?(?:found|listed|mentioned|present|available)\b"
+                            r"|\bno (?:information|mention)\b", re.I)
 
 
 @dataclass(frozen=True)
 class Fact:
     text: str  # as written in the answer
-    kind: str  # id | date | version | number | quote | name | count | restated
+    kind: str  # id | date | version | number | quote | name | count | restated | type
 
 
 @dataclass
@@ -232,6 +236,9 @@ def check_answer(answer: str, tool_outputs: Iterable[str], question: str = "") -
             unsupported += [Fact(stated.group(0), "count"), *(s for s in subjects if not named.contains(s))]
     if question and restates(answer, question):
         unsupported.append(Fact("an answer beyond the question", "restated"))
+    elif (question and _ASKS_VERSION.search(question) and not _VERSION.search(answer)
+          and not SAYS_NOT_FOUND.search(answer)):
+        unsupported.append(Fact("a version", "type"))  # "2025-04-10" to "which packaging version"
     return Grounding(facts, list(dict.fromkeys(unsupported)), subjects if facts or counts or counted else [],
                      [(name, n) for name, n, _ in counts], counts[0][2] if counts else None, nowhere)
 
@@ -368,7 +375,8 @@ def _why(check: Grounding) -> str:
     about = " about " + ", ".join(f'"{f.text}"' for f in check.subjects) if check.subjects else ""
     reasons = []
     # The values themselves are not repeated: a small model shown its rejected value answered it again.
-    kinds = [f.kind for f in check.unsupported if f.kind not in ("count", "restated") and f not in check.subjects]
+    kinds = [f.kind for f in check.unsupported if f.kind not in ("count", "restated", "type")
+             and f not in check.subjects]
     if kinds:
         listed = " and ".join(dict.fromkeys(_KIND_WORDS.get(k, k) for k in kinds))
         reasons.append(f"the {listed} in it appear in no tool result of this run{about}, so they may come from "
@@ -383,6 +391,8 @@ def _why(check: Grounding) -> str:
                            "Answer with the count of the section the question asks about.")
         elif fact.kind == "count":
             reasons.append("its count cannot come from the files yet.")
+        elif fact.kind == "type":
+            reasons.append("the question asks which version, and the answer names none.")
         elif fact.kind == "restated":
             reasons.append("it only repeats the question and does not give what was asked.")
     return " ".join(reasons)
