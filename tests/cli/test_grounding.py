@@ -29,11 +29,12 @@ def test_answer_corrected_after_the_check_is_printed_plain(runner: CliRunner, pr
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert (data["answer"], data["grounded"], data["unsupported"]) == (FROM_FILES["content"], True, [])
-    # The check ran its own look-up, then told the model which fact was not in the files.
+    # The check ran its own look-up, then told the model which kind of fact was not in the files
+    # (not the value: a small model shown its rejected value answers it again).
     assert [s["type"] for s in data["steps"]] == ["model", "tool", "model", "tool", "note", "model"]
-    assert '"9443"' in data["steps"][4]["text"]
-    # The check's request told the model which fact to look up.
-    assert '"9443"' in openai_server.chat_requests[2]["messages"][-1]["content"]
+    assert "the numbers in it appear in no tool result" in data["steps"][4]["text"]
+    sent = openai_server.chat_requests[2]["messages"][-1]["content"]
+    assert "the numbers in it appear in no tool result" in sent and "9443" not in sent
 
 
 def test_still_unsupported_answer_is_marked_at_the_top(runner: CliRunner, project: Path,
