@@ -70,10 +70,10 @@ _NUMBER_WORDS = {w: i for i, w in enumerate(
 _COUNT = re.compile(r"(?<![\w.,])(\d+)(?![\w]|[.,]\d)|\b(" + "|".join(_NUMBER_WORDS) + r")\b", re.I)
 # Words that add nothing to a question when an answer repeats it: "The revert was in requests 2.32.5."
 # Yes, no and not are answers, and a choice ("A or B?") is answered with words of the question.
-_FILLER = (_QUERY_STOP | _NOT_NAMES | frozenset("""is be been being in on at as by of so
-    listed mentioned named called entry entries item items library package project module""".split()))
-_FILLER -= {"yes", "no", "not"}
-_FILLER = frozenset(w.rstrip("s") for w in _FILLER)  # as `restates` folds words
+_FILLER_WORDS = frozenset("""is be been being in on at as by of so
+    listed mentioned named called entry entries item items library package project module""".split())
+# Folded as `restates` folds words.
+_FILLER = frozenset(w.rstrip("s") for w in (_QUERY_STOP | _NOT_NAMES | _FILLER_WORDS) - {"yes", "no", "not"})
 _CHOICE = re.compile(r"\bor\b", re.I)
 _ASKS_VERSION = re.compile(r"\b(?:which|what)\b[^?]*\bversion\b", re.I)
 # An answer saying the files do not hold it: the question's subject needs no support then.
@@ -221,24 +221,24 @@ def check_answer(answer: str, tool_outputs: Iterable[str], question: str = "") -
     subjects = [f for f in key_facts(question) if f.kind in ("version", "id")] if question else []
     counts: list[tuple[str, int, tuple[str, int, int] | None]] = []
     named = Corpus(_URL.sub(" ", output) for output in outputs)
+    absent = [s for s in subjects if not named.contains(s)]  # subjects no tool result names
     if facts and subjects:
         about = _about(outputs, subjects)
         unsupported += [f for f in facts if f not in unsupported and not any(b.contains(f) for b in about)]
-        unsupported += [s for s in subjects if not named.contains(s)]
-    counted = False  # a count stated before anything about the subject was seen
+        unsupported += absent
     if subjects and _HOW_MANY.search(question):
         counts = _counts_about(outputs, subjects, question)
         stated = _COUNT.search(_CITATION.sub(" ", answer))
         if stated and counts and _count_value(stated) not in {c for _, c, _ in counts}:
             unsupported.append(Fact(stated.group(0), "count"))
-        elif stated and not named.contains_any(subjects):
-            counted = True
-            unsupported += [Fact(stated.group(0), "count"), *(s for s in subjects if not named.contains(s))]
+        elif stated and absent == subjects:  # counted before anything about the subject was seen
+            unsupported += [Fact(stated.group(0), "count"), *absent]
     if question and restates(answer, question):
         unsupported.append(Fact("an answer beyond the question", "restated"))
     elif (question and _ASKS_VERSION.search(question) and not _VERSION.search(answer)
           and not SAYS_NOT_FOUND.search(answer)):
         unsupported.append(Fact("a version", "type"))  # "2025-04-10" to "which packaging version"
+    counted = any(f.kind == "count" for f in unsupported)
     return Grounding(facts, list(dict.fromkeys(unsupported)), subjects if facts or counts or counted else [],
                      [(name, n) for name, n, _ in counts], counts[0][2] if counts else None, nowhere)
 
