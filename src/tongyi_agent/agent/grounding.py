@@ -17,6 +17,8 @@ import re
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from tongyi_agent.agent.dates import DATE_PATTERNS, iso, iso_of
+from tongyi_agent.agent.periods import PeriodCheck, in_period, period_check
 from tongyi_agent.agent.prompts import load_prompt
 from tongyi_agent.llm.base import ToolCall
 from tongyi_agent.tools.search_results import (
@@ -27,13 +29,6 @@ from tongyi_agent.tools.search_results import (
     section_range,
 )
 
-_MONTHS = {m: i for i, m in enumerate(
-    "january february march april may june july august september october november december".split(), 1)}
-_MONTH = r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?" \
-         r"|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
-_ISO_DATE = re.compile(r"(?<!\d)(\d{4})[-/](\d{1,2})[-/](\d{1,2})(?!\d)")
-_MONTH_FIRST = re.compile(rf"\b({_MONTH})\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})\b", re.I)
-_DAY_FIRST = re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?({_MONTH}),?\s+(\d{{4}})\b", re.I)
 _IDS = re.compile(
     r"\b(?:CVE-\d{4}-\d{4,}|GHSA(?:-[0-9a-z]{4}){3}|(?:PEP|RFC|BPO|GH)[\s-]?\d+"
     r"|(?:issue|PR|pull request|bug)\s+#?\d+)\b|(?<![\w&])#\d{2,}\b|\b10\.\d{4,9}/[^\s\"'<>),;]+"
@@ -97,6 +92,7 @@ class Grounding:
     counts: list[tuple[str, int]] = field(default_factory=list)  # sections about the subjects, their list items
     count_range: tuple[str, int, int] | None = None  # where the best of `counts` is: path, first and last line
     nowhere: list[Fact] = field(default_factory=list)  # facts no tool result contains anywhere
+    period: PeriodCheck | None = None  # a "same month as X" question's date relation (periods.py)
 
     @property
     def grounded(self) -> bool:
@@ -141,7 +137,7 @@ def key_facts(text: str, given: str = "") -> list[Fact]:
 
     take(_QUOTED, "quote")
     take(_IDS, "id")
-    for pattern in (_ISO_DATE, _MONTH_FIRST, _DAY_FIRST):
+    for pattern in DATE_PATTERNS:
         take(pattern, "date")
     take(_VERSION, "version")
     take(_NUMBER, "number")
@@ -167,12 +163,12 @@ class Corpus:
         raw = "\n".join(texts)
         self.text = " ".join(_strip_number_commas(raw).split()).lower()
         self.words = set(re.findall(r"[\w'’-]+", self.text))
-        self.dates = {_iso(m) for p in (_ISO_DATE, _MONTH_FIRST, _DAY_FIRST) for m in p.finditer(raw)} - {None}
+        self.dates = {iso(m) for p in DATE_PATTERNS for m in p.finditer(raw)} - {None}
 
     def contains(self, fact: Fact) -> bool:
         text = " ".join(fact.text.split()).lower()
         if fact.kind == "date":
-            return text in self.text or _iso_of(fact.text) in self.dates
+            return text in self.text or iso_of(fact.text) in self.dates
         if fact.kind == "version":
             core = re.escape(text.lstrip("v"))
             return bool(re.search(rf"(?<![\w.])v?{core}(?:\.0)*(?![\w]|\.\d)", self.text))
@@ -222,10 +218,14 @@ def check_answer(answer: str, tool_outputs: Iterable[str], question: str = "") -
     counts: list[tuple[str, int, tuple[str, int, int] | None]] = []
     named = Corpus(_URL.sub(" ", output) for output in outputs)
     absent = [s for s in subjects if not named.contains(s)]  # subjects no tool result names
+    period = period_check(question, [f.text for f in facts if f.kind == "version"], outputs) if question else None
     if facts and subjects:
-        about = _about(outputs, subjects)
-        unsupported += [f for f in facts if f not in unsupported and not any(b.contains(f) for b in about)]
+        if period is None:  # a "same month as X" answer is about another entry: its dates decide below
+            about = _about(outputs, subjects)
+            unsupported += [f for f in facts if f not in unsupported and not any(b.contains(f) for b in about)]
         unsupported += absent
+    if period is not None and period.answered and not period.holds:
+        unsupported.append(Fact(period.subject, "period"))
     if subjects and _HOW_MANY.search(question):
         counts = _counts_about(outputs, subjects, question)
         stated = _COUNT.search(_CITATION.sub(" ", answer))
@@ -240,7 +240,7 @@ def check_answer(answer: str, tool_outputs: Iterable[str], question: str = "") -
         unsupported.append(Fact("a version", "type"))  # "2025-04-10" to "which packaging version"
     counted = any(f.kind == "count" for f in unsupported)
     return Grounding(facts, list(dict.fromkeys(unsupported)), subjects if facts or counts or counted else [],
-                     [(name, n) for name, n, _ in counts], counts[0][2] if counts else None, nowhere)
+                     [(name, n) for name, n, _ in counts], counts[0][2] if counts else None, nowhere, period)
 
 
 def restates(answer: str, question: str) -> bool:
@@ -318,6 +318,7 @@ class GroundingGate:
         self.retried = False
         self.lookup: ToolCall | None = None  # what the loop runs for the model with a retry note
         self._subjects: list[Fact] = []
+        self._period: PeriodCheck | None = None
 
     def retry_note(self, answer: str, tool_outputs: list[str], can_retry: bool,
                    tools: Collection[str] = ()) -> str | None:
@@ -334,6 +335,7 @@ class GroundingGate:
             return None
         self.retried = True
         self._subjects = check.subjects
+        self._period = check.period if _period_failed(check) else None
         query = lookup_query(self.question)
         why = _why(check)
         counted = any(f.kind == "count" for f in check.unsupported)
@@ -343,6 +345,8 @@ class GroundingGate:
                                    arguments={"path": path, "start_line": first, "end_line": last})
             did = f'I read section "{check.counts[0][0]}" ({path}, lines {first}-{last}), which lists ' \
                   f"{check.counts[0][1]} items"
+        elif _period_failed(check) and check.period is not None and "search_files" in tools:
+            self.lookup, did = _period_lookup(check.period)
         elif "search_files" in tools:
             self.lookup = ToolCall(id="grounding_lookup", name="search_files", arguments={"query": query})
             did = f'I searched the files for "{query}" and found'
@@ -358,11 +362,27 @@ class GroundingGate:
         if self.lookup is None or self.lookup.name != "search_files":
             return output
         groups = output.split(GROUP_SEPARATOR)
+        if self._period is not None and self._period.subject_date is not None:  # only entries of that period
+            dated = [g for g in groups if in_period(section := section_of(g) or "", self._period)
+                     and not _names(section, self._subjects)]  # not the subject's own entry
+            return GROUP_SEPARATOR.join((dated or groups)[:LOOKUP_GROUPS])
         about = [g for g in groups if self._subjects and _names(section_of(g) or "", self._subjects)]
         return GROUP_SEPARATOR.join((about + [g for g in groups if g not in about])[:LOOKUP_GROUPS])
 
     def final(self, answer: str, tool_outputs: list[str]) -> Grounding | None:
         return check_answer(answer, tool_outputs, self.question) if self.enabled else None
+
+
+def _period_lookup(check: PeriodCheck) -> tuple[ToolCall, str]:
+    """The search a "same month as X" answer needs next: X's own entry while no result dates it,
+    else the entries dated in X's period, in the file the question asks about when one was seen."""
+    if check.subject_date is None:
+        call = ToolCall(id="grounding_lookup", name="search_files", arguments={"query": check.subject})
+        return call, f'I searched the files for "{check.subject}" and found'
+    arguments = {"query": check.search_pattern(), **({"path": check.target} if check.target else {})}
+    where = check.target or "the files"
+    return (ToolCall(id="grounding_lookup", name="search_files", arguments=arguments),
+            f"I searched {where} for entries dated in {check.period_text()} and found")
 
 
 LOOKUP_GROUPS = 4
@@ -372,10 +392,11 @@ _KIND_WORDS = {"id": "ids", "version": "versions", "date": "dates", "number": "n
 
 def _why(check: Grounding) -> str:
     """Why an answer was not accepted, in the words of the retry note."""
-    about = " about " + ", ".join(f'"{f.text}"' for f in check.subjects) if check.subjects else ""
+    # A "same month as X" answer is about another entry than X: its dates are judged instead.
+    about = " about " + ", ".join(f'"{f.text}"' for f in check.subjects) if check.subjects and not check.period else ""
     reasons = []
     # The values themselves are not repeated: a small model shown its rejected value answered it again.
-    kinds = [f.kind for f in check.unsupported if f.kind not in ("count", "restated", "type")
+    kinds = [f.kind for f in check.unsupported if f.kind not in ("count", "restated", "type", "period")
              and f not in check.subjects]
     if kinds:
         listed = " and ".join(dict.fromkeys(_KIND_WORDS.get(k, k) for k in kinds))
@@ -395,7 +416,25 @@ def _why(check: Grounding) -> str:
             reasons.append("the question asks which version, and the answer names none.")
         elif fact.kind == "restated":
             reasons.append("it only repeats the question and does not give what was asked.")
+    if _period_failed(check) and check.period is not None:
+        reasons.append(_period_reason(check.period))
     return " ".join(reasons)
+
+
+def _period_failed(check: Grounding) -> bool:
+    """A "same month as X" answer not accepted for its date or for naming no version at all."""
+    return check.period is not None and any(f.kind in ("period", "type") for f in check.unsupported)
+
+
+def _period_reason(check: PeriodCheck) -> str:
+    period = check.period
+    if check.subject_date is None:
+        return f"the question asks for the {period} of {check.subject}, and no tool result of this run dates it yet."
+    dated = [a.date for a in check.answered if a.date]
+    answered = (f", and the version answered is dated {dated[0]}, another {period}" if dated
+                else ", and no tool result dates the version answered" if check.answered else "")
+    return (f"{check.subject} is dated {check.subject_date} in the tool results{answered}. Answer with the "
+            f"version of the entry dated in {check.period_text()} that the question asks about.")
 
 
 def lookup_query(question: str, max_words: int = 6) -> str:
@@ -407,30 +446,3 @@ def lookup_query(question: str, max_words: int = 6) -> str:
 
 def _strip_number_commas(text: str) -> str:
     return re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
-
-
-def _iso(match: re.Match[str]) -> str | None:
-    groups = match.groups()
-    try:
-        if match.re is _ISO_DATE:
-            year, month, day = int(groups[0]), int(groups[1]), int(groups[2])
-        elif match.re is _MONTH_FIRST:
-            month, day, year = _month(groups[0]), int(groups[1]), int(groups[2])
-        else:
-            day, month, year = int(groups[0]), _month(groups[1]), int(groups[2])
-    except (KeyError, ValueError, StopIteration):
-        return None
-    return f"{year:04d}-{month:02d}-{day:02d}" if 1 <= month <= 12 and 1 <= day <= 31 else None
-
-
-def _iso_of(text: str) -> str | None:
-    for pattern in (_ISO_DATE, _MONTH_FIRST, _DAY_FIRST):
-        match = pattern.search(text)
-        if match:
-            return _iso(match)
-    return None
-
-
-def _month(name: str) -> int:
-    key = name.lower().rstrip(".")
-    return next(number for month, number in _MONTHS.items() if month.startswith(key[:3]))
