@@ -309,6 +309,9 @@ def _names(text: str, subjects: list[Fact]) -> bool:
     return Corpus([_URL.sub(" ", text)]).contains_any(subjects)
 
 
+LOOKUP_GROUPS = 4  # search groups a look-up shows
+
+
 class GroundingGate:
     """The loop's check before it accepts an answer: at most one retry per run, so it never loops."""
 
@@ -318,7 +321,9 @@ class GroundingGate:
         self.retried = False
         self.lookup: ToolCall | None = None  # what the loop runs for the model with a retry note
         self._subjects: list[Fact] = []
-        self._period: PeriodCheck | None = None
+        self._period: PeriodCheck | None = None  # a "same month as X" relation the answer failed
+        self._seen: list[str] = []  # the tool results the rejected answer was checked against
+        self._follow = ""  # how the note names the follow-up look-up, once one ran
 
     def retry_note(self, answer: str, tool_outputs: list[str], can_retry: bool,
                    tools: Collection[str] = ()) -> str | None:
@@ -336,6 +341,7 @@ class GroundingGate:
         self.retried = True
         self._subjects = check.subjects
         self._period = check.period if _period_failed(check) else None
+        self._seen = list(tool_outputs)
         query = lookup_query(self.question)
         why = _why(check)
         counted = any(f.kind == "count" for f in check.unsupported)
@@ -358,16 +364,47 @@ class GroundingGate:
     def focus(self, output: str) -> str:
         """A search look-up's result as the note shows it: the groups whose section names the
         question's subject first, at most `LOOKUP_GROUPS` of them. A small model answered from
-        whichever group came first, often another version's."""
+        whichever group came first, often another version's. For a "same month as X" answer, only
+        the entries dated in X's period (not X's own)."""
         if self.lookup is None or self.lookup.name != "search_files":
             return output
+        if self._period is not None and self._period.subject_date is not None:
+            return self._in_period(output)
+        return self._about_subjects(output)
+
+    def follow_up(self, output: str) -> ToolCall | None:
+        """A second look-up that the first made possible, at most one: once it dated the subject of a
+        "same month as X" question, the search for the entries dated in X's period. Shown alone, X's
+        entry made the model answer X's date."""
+        if self._follow or self._period is None or self._period.subject_date is not None:
+            return None
+        dated = period_check(self.question, [a.version for a in self._period.answered], [*self._seen, output])
+        if dated is None or dated.subject_date is None:
+            return None
+        self._period = dated
+        self.lookup, self._follow = _period_lookup(dated)
+        return self.lookup
+
+    def results(self, outputs: list[str]) -> str:
+        """What the note shows where it says `{results}`: the look-up's output (`focus`), or with a
+        follow-up, both in turn."""
+        if len(outputs) == 1 or self._period is None or self._period.subject_date is None:
+            return self.focus(outputs[0])
+        period = self._period
+        return (f"{self._about_subjects(outputs[0], 1)}\n\n{period.subject} is dated {period.subject_date}. "
+                f"Then {self._follow}:\n{self._in_period(outputs[1])}")
+
+    def _about_subjects(self, output: str, limit: int = LOOKUP_GROUPS) -> str:
         groups = output.split(GROUP_SEPARATOR)
-        if self._period is not None and self._period.subject_date is not None:  # only entries of that period
-            dated = [g for g in groups if in_period(section := section_of(g) or "", self._period)
-                     and not _names(section, self._subjects)]  # not the subject's own entry
-            return GROUP_SEPARATOR.join((dated or groups)[:LOOKUP_GROUPS])
         about = [g for g in groups if self._subjects and _names(section_of(g) or "", self._subjects)]
-        return GROUP_SEPARATOR.join((about + [g for g in groups if g not in about])[:LOOKUP_GROUPS])
+        return GROUP_SEPARATOR.join((about + [g for g in groups if g not in about])[:limit])
+
+    def _in_period(self, output: str) -> str:
+        assert self._period is not None
+        groups = output.split(GROUP_SEPARATOR)
+        dated = [g for g in groups if in_period(section := section_of(g) or "", self._period)
+                 and not _names(section, self._subjects)]  # not the subject's own entry
+        return GROUP_SEPARATOR.join((dated or groups)[:LOOKUP_GROUPS])
 
     def final(self, answer: str, tool_outputs: list[str]) -> Grounding | None:
         return check_answer(answer, tool_outputs, self.question) if self.enabled else None
@@ -385,7 +422,6 @@ def _period_lookup(check: PeriodCheck) -> tuple[ToolCall, str]:
             f"I searched {where} for entries dated in {check.period_text()} and found")
 
 
-LOOKUP_GROUPS = 4
 _KIND_WORDS = {"id": "ids", "version": "versions", "date": "dates", "number": "numbers", "quote": "quoted words",
                "name": "names"}
 

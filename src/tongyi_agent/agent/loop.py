@@ -149,9 +149,12 @@ class Agent:
                     # loop's call instead of answering.
                     messages.pop()
                     if lookup is not None:
-                        seen_calls.add(f"{lookup.name}:{json.dumps(lookup.arguments, sort_keys=True)}")
-                        output = await self._call_tool(lookup, ctx, taint, steps, returned, observed)
-                        retry = retry.replace("{results}", gate.focus(output))
+                        outputs: list[str] = []
+                        while lookup is not None:  # the gate follows up at most once
+                            seen_calls.add(f"{lookup.name}:{json.dumps(lookup.arguments, sort_keys=True)}")
+                            outputs.append(await self._call_tool(lookup, ctx, taint, steps, returned, observed))
+                            lookup = gate.follow_up(outputs[-1])
+                        retry = retry.replace("{results}", gate.results(outputs))
                     messages.append(self._note(steps, retry))
                     continue
                 answer = parsed.answer
