@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -90,11 +90,16 @@ def period_check(question: str, answer_versions: Sequence[str], outputs: Iterabl
     subject = f"{hint} {after.group(1)}" if hint else after.group(1)
     sections = [(m.group(1), m.group(2)) for m in (_SECTION.match(line) for output in outputs
                                                    for line in output.splitlines() if is_section_line(line)) if m]
-    subject_dated = _dated(after.group(1), hint, sections)
-    answered = tuple(_dated(v, None, sections) for v in answer_versions)
+    subject_dated = _dated(after.group(1), sections, lambda label: not hint or _norm(hint) in _norm(label))
     others = {_norm(w) for w in _NAME.findall(question)} - {_norm(hint or ""), ""} - _NOT_NAMES
-    target = next((label for label, _ in sections if _file_names(label) & others and label != subject_dated.label),
-                  None)
+
+    def asked_about(label: str) -> bool:  # a file the question names, other than the subject's
+        return bool(_file_names(label) & others) and label != subject_dated.label
+
+    # The answer's version from the file the question asks about, where it has one.
+    answered = tuple(_dated(v, sections, asked_about) if _dated(v, sections, asked_about).date else _dated(v, sections)
+                     for v in answer_versions)
+    target = next((label for label, _ in sections if asked_about(label)), None)
     return PeriodCheck(asked.group(1).lower(), subject, subject_dated.date, answered, target)
 
 
@@ -115,13 +120,14 @@ def in_period(text: str, check: PeriodCheck) -> bool:
                                                                                 check.period)
 
 
-def _dated(version: str, hint: str | None, sections: Sequence[tuple[str, str]]) -> Dated:
-    """The first dated section naming `version`, in a file whose name contains `hint` when given
-    (requests' HISTORY.md also has a 2.4.0, from 2014)."""
+def _dated(version: str, sections: Sequence[tuple[str, str]],
+           in_file: Callable[[str], bool] = lambda label: True) -> Dated:
+    """The first dated section naming `version` in a file `in_file` accepts (requests' HISTORY.md
+    also has a 2.4.0, from 2014)."""
     pattern = re.compile(rf"(?<![\w.])v?{re.escape(version)}(?:\.0)*(?![\w]|\.\d)")
     for label, name in sections:
         date = iso_of(name)
-        if date and pattern.search(name) and (not hint or _norm(hint) in _norm(label)):
+        if date and pattern.search(name) and in_file(label):
             return Dated(version, date, label)
     return Dated(version, None, None)
 
