@@ -155,8 +155,8 @@ def test_optimize_iterations_default_to_the_files_iterations(project: Path, runn
     (project / "training_config.ini").write_text('[prompt_optimization]\niterations = 3  # "the guide\'s name"\n')
     trust(project)
     tasks = project.parent / "tasks.jsonl"
-    tasks.write_text("".join(json.dumps({"question": f"What is the code of item {i}?", "answer": f"CODE-{i}"}) + "\n"
-                             for i in range(16)))
+    tasks.write_text("".join(json.dumps({"id": f"item-{i}", "question": f"What is the code of item {i}?",
+                                         "answer": f"CODE-{i}"}) + "\n" for i in range(16)))
     openai_server.add(*[never_better(proposals)] * 400)
     result = runner.invoke(app, ["--root", str(project), "--optimize", "--tasks", str(tasks),
                                  "--budget-rollouts", "80"])
