@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tongyi_agent.tools.base import ToolContext
 from tongyi_agent.tools.search_files import search_files
+from tongyi_agent.tools.search_results import section_count, section_place
 
 REAL_DOCS = Path(__file__).resolve().parents[2] / "benchmarks" / "real_docs" / "docs"
 
@@ -140,3 +141,12 @@ def test_words_in_the_headings_above_a_line_rank_it(tmp_path: Path) -> None:
     # Bugfixes heading matches one, and 2.5.0 and urllib3 in its entry's heading and path.
     first = output.split("\n--\n")[0].splitlines()
     assert first[0] == '[urllib3/CHANGES.rst, section "2.5.0 (2025-06-18) > Bugfixes", 4 list items:]'
+
+
+def test_a_section_line_gives_its_file_name_and_count() -> None:
+    line = '[urllib3/CHANGES.rst, section "2.4.0 (2025-04-10) > Features", 3 list items:]'
+    assert section_place(line) == ("urllib3/CHANGES.rst", "2.4.0 (2025-04-10) > Features")
+    assert section_count(line) == ("2.4.0 (2025-04-10) > Features", 3)
+    plain = '[notes/a, b.md, section "Q3, planning":]'  # commas in the path and the name
+    assert section_place(plain) == ("notes/a, b.md", "Q3, planning") and section_count(plain) is None
+    assert section_place("urllib3/CHANGES.rst:24: 2.4.0 (2025-04-10)") is None

@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from tongyi_agent.agent.dates import iso_of
-from tongyi_agent.tools.search_results import is_section_line
+from tongyi_agent.tools.search_results import section_place
 
 _SAME_PERIOD = re.compile(r"\bsame (year|month|week|day)\b", re.I)
 _VERSION = re.compile(r"(?<![\w.])v?(\d+(?:\.\d+)+)(?![\w]|\.\d)")
-_SECTION = re.compile(r'^\[(.*?), section "(.*)"')
 _NAME = re.compile(r"[A-Za-z][\w.-]*[A-Za-z0-9]")
 # Words before a version that do not name what it is the version of.
 _NOT_NAMES = frozenset("version versions release released of in as the a an and or was were is v".split())
@@ -88,8 +87,7 @@ def period_check(question: str, answer_versions: Sequence[str], outputs: Iterabl
         return None
     hint = _name_before(question[:after.start()])
     subject = f"{hint} {after.group(1)}" if hint else after.group(1)
-    sections = [(m.group(1), m.group(2)) for m in (_SECTION.match(line) for output in outputs
-                                                   for line in output.splitlines() if is_section_line(line)) if m]
+    sections = [place for output in outputs for line in output.splitlines() if (place := section_place(line))]
     subject_dated = _dated(after.group(1), sections, lambda label: not hint or _norm(hint) in _norm(label))
     others = {_norm(w) for w in _NAME.findall(question)} - {_norm(hint or ""), ""} - _NOT_NAMES
 

@@ -23,7 +23,7 @@ CONTEXT = 1  # lines shown either side of a hit
 HEADING_BODY_LINES = 5
 HEADING_BODY_GROUPS = 3
 GROUP_SEPARATOR = "\n--\n"  # between the groups of one search result
-_SECTION_LINE = re.compile(r'^\[.*, section "(.*)"(?:, (\d+) list items?)?:\]$')
+_SECTION_LINE = re.compile(r'^\[(.*?), section "(.*)"(?:, (\d+) list items?)?:\]$')
 _WHOLE_SECTION = re.compile(r'^\[whole section: read_file\(path="(.*)", start_line=(\d+), end_line=(\d+)\)\]$', re.M)
 _MARKDOWN_LINK = re.compile(r"\[([^\]]*)\]\([^)\s]*\)")
 
@@ -147,7 +147,14 @@ def section_count(section_line: str) -> tuple[str, int] | None:
     """The section's name and the count of its list items that a group's section line shows
     (`[a.md, section "2.4.0 > Features", 3 list items:]` -> ("2.4.0 > Features", 3)), else None."""
     match = _SECTION_LINE.match(section_line)
-    return (match.group(1), int(match.group(2))) if match and match.group(2) else None
+    return (match.group(2), int(match.group(3))) if match and match.group(3) else None
+
+
+def section_place(section_line: str) -> tuple[str, str] | None:
+    """The file and the section's name that a section line shows
+    (`[a.md, section "2.4.0 (2025-04-10) > Features":]` -> ("a.md", "2.4.0 (2025-04-10) > Features"))."""
+    match = _SECTION_LINE.match(section_line)
+    return (match.group(1), match.group(2)) if match else None
 
 
 def _header_lines(sections: Sequence[Section], inner: int | None, total: int) -> list[int]:
