@@ -98,6 +98,13 @@ class Grounding:
     def grounded(self) -> bool:
         return not self.unsupported
 
+    @property
+    def failed_period(self) -> PeriodCheck | None:
+        """The date relation of a "same month as X" question when the answer was not accepted for
+        its date, or for naming no version at all."""
+        failed = any(f.kind in ("period", "type") for f in self.unsupported)
+        return self.period if failed else None
+
     def unsupported_texts(self) -> list[str]:
         return [f.text for f in self.unsupported]
 
@@ -340,7 +347,7 @@ class GroundingGate:
             return None
         self.retried = True
         self._subjects = check.subjects
-        self._period = check.period if _period_failed(check) else None
+        self._period = check.failed_period
         self._seen = list(tool_outputs)
         query = lookup_query(self.question)
         why = _why(check)
@@ -351,8 +358,8 @@ class GroundingGate:
                                    arguments={"path": path, "start_line": first, "end_line": last})
             did = f'I read section "{check.counts[0][0]}" ({path}, lines {first}-{last}), which lists ' \
                   f"{check.counts[0][1]} items"
-        elif _period_failed(check) and check.period is not None and "search_files" in tools:
-            self.lookup, did = _period_lookup(check.period)
+        elif self._period is not None and "search_files" in tools:
+            self.lookup, did = _period_lookup(self._period)
         elif "search_files" in tools:
             self.lookup = ToolCall(id="grounding_lookup", name="search_files", arguments={"query": query})
             did = f'I searched the files for "{query}" and found'
@@ -452,14 +459,9 @@ def _why(check: Grounding) -> str:
             reasons.append("the question asks which version, and the answer names none.")
         elif fact.kind == "restated":
             reasons.append("it only repeats the question and does not give what was asked.")
-    if _period_failed(check) and check.period is not None:
-        reasons.append(_period_reason(check.period))
+    if check.failed_period is not None:
+        reasons.append(_period_reason(check.failed_period))
     return " ".join(reasons)
-
-
-def _period_failed(check: Grounding) -> bool:
-    """A "same month as X" answer not accepted for its date or for naming no version at all."""
-    return check.period is not None and any(f.kind in ("period", "type") for f in check.unsupported)
 
 
 def _period_reason(check: PeriodCheck) -> str:

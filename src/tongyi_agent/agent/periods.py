@@ -95,8 +95,7 @@ def period_check(question: str, answer_versions: Sequence[str], outputs: Iterabl
         return bool(_file_names(label) & others) and label != subject_dated.label
 
     # The answer's version from the file the question asks about, where it has one.
-    answered = tuple(_dated(v, sections, asked_about) if _dated(v, sections, asked_about).date else _dated(v, sections)
-                     for v in answer_versions)
+    answered = tuple(_dated(v, sections, asked_about, fallback=True) for v in answer_versions)
     target = next((label for label, _ in sections if asked_about(label)), None)
     return PeriodCheck(asked.group(1).lower(), subject, subject_dated.date, answered, target)
 
@@ -118,16 +117,14 @@ def in_period(text: str, check: PeriodCheck) -> bool:
                                                                                 check.period)
 
 
-def _dated(version: str, sections: Sequence[tuple[str, str]],
-           in_file: Callable[[str], bool] = lambda label: True) -> Dated:
+def _dated(version: str, sections: Sequence[tuple[str, str]], in_file: Callable[[str], bool],
+           fallback: bool = False) -> Dated:
     """The first dated section naming `version` in a file `in_file` accepts (requests' HISTORY.md
-    also has a 2.4.0, from 2014)."""
+    also has a 2.4.0, from 2014); with `fallback`, in any file when none of those dates it."""
     pattern = re.compile(rf"(?<![\w.])v?{re.escape(version)}(?:\.0)*(?![\w]|\.\d)")
-    for label, name in sections:
-        date = iso_of(name)
-        if date and pattern.search(name) and in_file(label):
-            return Dated(version, date, label)
-    return Dated(version, None, None)
+    dated = [(label, date) for label, name in sections if (date := iso_of(name)) and pattern.search(name)]
+    label, date = next((d for d in dated if in_file(d[0])), dated[0] if fallback and dated else (None, None))
+    return Dated(version, date, label)
 
 
 def _name_before(text: str) -> str | None:
