@@ -17,6 +17,7 @@ import re
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from tongyi_agent.agent.bridges import Bridge, about_bridge, bridge, chain_of, next_bridge
 from tongyi_agent.agent.dates import DATE_PATTERNS, iso, iso_of
 from tongyi_agent.agent.periods import PeriodCheck, in_period, period_check
 from tongyi_agent.agent.prompts import load_prompt
@@ -320,7 +321,9 @@ LOOKUP_GROUPS = 4  # search groups a look-up shows
 
 
 class GroundingGate:
-    """The loop's check before it accepts an answer: at most one retry per run, so it never loops."""
+    """The loop's check before it accepts an answer: at most one retry per run for unsupported facts,
+    and one per step of a nested question's path for an answer that stopped at a bridge (bridges.py),
+    so it never loops."""
 
     def __init__(self, question: str, enabled: bool = True) -> None:
         self.question = question
@@ -331,6 +334,9 @@ class GroundingGate:
         self._period: PeriodCheck | None = None  # a "same month as X" relation the answer failed
         self._seen: list[str] = []  # the tool results the rejected answer was checked against
         self._follow = ""  # how the note names the follow-up look-up, once one ran
+        self._chain = chain_of(question) if enabled else None
+        self._bridges: list[Bridge] = []  # the bridges earlier answers stopped at, in order
+        self._bridged = False  # the current look-up is the last bridge's
 
     def retry_note(self, answer: str, tool_outputs: list[str], can_retry: bool,
                    tools: Collection[str] = ()) -> str | None:
@@ -340,12 +346,15 @@ class GroundingGate:
         that is not the section's reads that section; anything else searches with the question's
         words. Without them the note asks the model to make that search."""
         self.lookup = None
-        if not self.enabled or self.retried or not can_retry:
+        if not self.enabled or not can_retry:
             return None
         check = check_answer(answer, tool_outputs, self.question)
         if check.grounded:
+            return self._bridge_note(check, tool_outputs, tools)
+        if self.retried:
             return None
         self.retried = True
+        self._bridged = False  # the look-up below is not a bridge's
         self._subjects = check.subjects
         self._period = check.failed_period
         self._seen = list(tool_outputs)
@@ -368,6 +377,20 @@ class GroundingGate:
         # `{results}` stays for the loop to fill in with the look-up's output
         return load_prompt("grounding_lookup").replace("{why}", why).replace("{lookup}", did)
 
+    def _bridge_note(self, check: Grounding, tool_outputs: list[str], tools: Collection[str]) -> str | None:
+        """The note for a nested question's answer that stopped at a bridge: it looks the bridge up."""
+        if self._chain is None or "search_files" not in tools:
+            return None
+        names = [f.text for f in check.facts if f.kind == "name"]
+        found = bridge(self._chain, names, tool_outputs, [b.name for b in self._bridges])
+        if found is None:
+            return None
+        self._bridges.append(found)
+        self._bridged = True
+        self.lookup = ToolCall(id="grounding_lookup", name="search_files", arguments={"query": found.name})
+        return load_prompt("bridge_lookup").replace("{bridge}", found.name).replace("{link}", found.line) \
+            .replace("{question}", self.question)
+
     def focus(self, output: str) -> str:
         """A search look-up's result as the note shows it: the groups whose section names the
         question's subject first, at most `LOOKUP_GROUPS` of them. A small model answered from
@@ -375,6 +398,8 @@ class GroundingGate:
         the entries dated in X's period (not X's own)."""
         if self.lookup is None or self.lookup.name != "search_files":
             return output
+        if self._bridged and self._chain is not None:
+            return about_bridge(output, self._bridges[-1].name, self._chain, LOOKUP_GROUPS)
         if self._period is not None and self._period.subject_date is not None:
             return self._in_period(output)
         return self._about_subjects(output)
@@ -383,6 +408,8 @@ class GroundingGate:
         """A second look-up that the first made possible, at most one: once it dated the subject of a
         "same month as X" question, the search for the entries dated in X's period. Shown alone, X's
         entry made the model answer X's date."""
+        if self._bridged and self._chain is not None and not self._follow:
+            return self._next_bridge(output)
         if self._follow or self._period is None or self._period.subject_date is not None:
             return None
         dated = period_check(self.question, [a.version for a in self._period.answered], [*self._seen, output])
@@ -395,11 +422,30 @@ class GroundingGate:
     def results(self, outputs: list[str]) -> str:
         """What the note shows where it says `{results}`: the look-up's output (`focus`), or with a
         follow-up, both in turn."""
+        if len(outputs) > 1 and self._bridged and self._chain is not None:
+            first, then = self._bridges[-2:]
+            return (f"{about_bridge(outputs[0], first.name, self._chain, LOOKUP_GROUPS)}\n\n{self._follow}:\n"
+                    f"{about_bridge(outputs[1], then.name, self._chain, LOOKUP_GROUPS)}")
         if len(outputs) == 1 or self._period is None or self._period.subject_date is None:
             return self.focus(outputs[0])
         period = self._period
         return (f"{self._about_subjects(outputs[0], 1)}\n\n{period.subject} is dated {period.subject_date}. "
                 f"Then {self._follow}:\n{self._in_period(outputs[1])}")
+
+    def _next_bridge(self, output: str) -> ToolCall | None:
+        """For a question nested twice, the second step's look-up, read off the first bridge's row."""
+        assert self._chain is not None
+        if len(self._bridges) >= self._chain.depth:
+            return None
+        found = next_bridge(about_bridge(output, self._bridges[-1].name, self._chain, LOOKUP_GROUPS), self._chain,
+                            self._bridges[-1])
+        if found is None:
+            return None
+        self._bridges.append(found)
+        self._follow = f'{found.name} is the {self._chain.steps[-1]} in that row. Then I searched the files for ' \
+                       f'"{found.name}" and found'
+        self.lookup = ToolCall(id="grounding_lookup", name="search_files", arguments={"query": found.name})
+        return self.lookup
 
     def _about_subjects(self, output: str, limit: int = LOOKUP_GROUPS) -> str:
         groups = output.split(GROUP_SEPARATOR)

@@ -68,10 +68,14 @@ def render_hits(hits: Sequence[Hit], max_chars: int = 300) -> tuple[list[str], l
             # Blank lines and underlines carry nothing and cost context space; headers are named above.
             shown.update(n for n in range(max(1, hit.line - CONTEXT), min(len(lines), hit.line + CONTEXT) + 1)
                          if n in matched or (lines[n - 1].strip() and n not in headers and not is_rule(lines[n - 1])))
-        body: list[int] = []
+        # A table row means little without its column names ("| Jonas Quist | Senior scientist |
+        # Brightmoor Research | 2009 |"): its table's header row is shown with it.
+        tables = {header for hit in members if (header := table_header(lines, hit.line)) is not None}
+        shown.update(tables)
+        body: list[int] = sorted(tables - matched)
         if inner is not None and bodies_left and matched & set(sections[inner].header):
             bodies_left -= 1
-            body = _body(lines, sections[inner])
+            body += _body(lines, sections[inner])
             shown.update(body)
         out: list[str] = []
         if inner is not None:
@@ -95,6 +99,21 @@ def render_hits(hits: Sequence[Hit], max_chars: int = 300) -> tuple[list[str], l
         body_refs.extend(SourceRef(label, n, lines[n - 1]) for n in body if (label, n) not in hit_lines)
     sources = [SourceRef(h.label, h.line, h.lines[h.line - 1]) for h in hits]
     return blocks, list(dict.fromkeys(sources + header_refs + body_refs))
+
+
+def table_header(lines: Sequence[str], number: int) -> int | None:
+    """The header row (1-based) of the Markdown table whose body row is line `number`, or None when
+    the line is not a table body row."""
+    def row(n: int) -> bool:
+        return 1 <= n <= len(lines) and lines[n - 1].lstrip().startswith("|")
+
+    if not row(number):
+        return None
+    top = number
+    while row(top - 1):
+        top -= 1
+    separator = lines[top].replace("|", "").replace(":", "").replace("-", "").strip() if row(top + 1) else "x"
+    return top if separator == "" and number > top + 1 else None
 
 
 def section_line(label: str, lines: Sequence[str], sections: Sequence[Section], index: int,
