@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tongyi_agent.tools.base import ToolContext
 from tongyi_agent.tools.search_files import search_files
-from tongyi_agent.tools.search_results import section_count, section_place
+from tongyi_agent.tools.search_results import Hit, render_hits, section_count, section_place, table_header
 
 REAL_DOCS = Path(__file__).resolve().parents[2] / "benchmarks" / "real_docs" / "docs"
 
@@ -150,3 +150,14 @@ def test_a_section_line_gives_its_file_name_and_count() -> None:
     plain = '[notes/a, b.md, section "Q3, planning":]'  # commas in the path and the name
     assert section_place(plain) == ("notes/a, b.md", "Q3, planning") and section_count(plain) is None
     assert section_place("urllib3/CHANGES.rst:24: 2.4.0 (2025-04-10)") is None
+
+
+def test_a_table_row_hit_shows_its_tables_header_row() -> None:
+    lines = ["# Staff", "", "| Name | Role |", "| --- | --- |", "| Ada | Director |", "| Bo | Technician |", "",
+             "| not | a table |"]
+    assert table_header(lines, 6) == 3 and table_header(lines, 5) == 3
+    assert table_header(lines, 3) is None and table_header(lines, 1) is None  # the header itself, prose
+    assert table_header(lines, 8) is None  # no separator row under it: not a Markdown table
+    blocks, sources = render_hits([Hit("staff.md", 6, lines)])
+    assert "staff.md-3- | Name | Role |" in blocks[0] and "staff.md:6: | Bo | Technician |" in blocks[0]
+    assert any(s.line == 3 for s in sources)  # the header row can be cited
