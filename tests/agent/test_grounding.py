@@ -367,6 +367,24 @@ def test_a_question_asking_which_version_needs_a_version_or_not_found() -> None:
     assert check_answer("On 2025-04-10.", [hits], "When was urllib3 2.4.0 released?").grounded
 
 
+def test_a_question_asking_which_file_needs_a_file_the_results_showed() -> None:
+    question = "Which file records the supplier chosen for project Siskin?"
+    seen = ["notes/2024-10-31-meeting.md:12: - Siskin: the team chose Nordlys Components as supplier."]
+    for answer in ("notes/2024-10-31-meeting.md", "It is in `notes/2024-10-31-meeting.md:12`.",
+                   "Not found in the files."):
+        assert check_answer(answer, seen, question).grounded, answer
+    made_up = check_answer("The file is `src/supplier_chosen.py`.", seen, question)
+    assert made_up.unsupported == [Fact("src/supplier_chosen.py", "path")]
+    assert check_answer("It is in the meeting notes.", seen, question).unsupported == [Fact("a file", "type")]
+    gate = GroundingGate(question)
+    note = gate.retry_note("It is in the meeting notes.", seen, can_retry=True)
+    assert note is not None and "asks which file, and the answer names none" in note
+    note = GroundingGate(question).retry_note("data/siskin.csv", seen, can_retry=True)
+    assert note is not None and "the file paths in it appear in no tool result" in note
+    # A path in an answer to another question is a citation, as before.
+    assert check_answer("Nordlys Components (src/made_up.py)", seen, "Which supplier did Siskin choose?").grounded
+
+
 def test_section_count_reads_the_group_header() -> None:
     from tongyi_agent.tools.search_results import section_count
 

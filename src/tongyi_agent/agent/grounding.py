@@ -72,6 +72,8 @@ _FILLER_WORDS = frozenset("""is be been being in on at as by of so
 _FILLER = frozenset(w.rstrip("s") for w in (_QUERY_STOP | _NOT_NAMES | _FILLER_WORDS) - {"yes", "no", "not"})
 _CHOICE = re.compile(r"\bor\b", re.I)
 _ASKS_VERSION = re.compile(r"\b(?:which|what)\b[^?]*\bversion\b", re.I)
+_ASKS_FILE = re.compile(r"\b(?:which|what)\s+(?:file|document)\b", re.I)
+_LINE_SUFFIX = re.compile(r":\d+(?:-\d+)?$")
 # An answer saying the files do not hold it: the question's subject needs no support then.
 SAYS_NOT_FOUND = re.compile(r"\bnot (?:be )?(?:found|listed|mentioned|present|available)\b"
                             r"|\bno (?:information|mention)\b", re.I)
@@ -246,9 +248,22 @@ def check_answer(answer: str, tool_outputs: Iterable[str], question: str = "") -
     elif (question and _ASKS_VERSION.search(question) and not _VERSION.search(answer)
           and not SAYS_NOT_FOUND.search(answer)):
         unsupported.append(Fact("a version", "type"))  # "2025-04-10" to "which packaging version"
+    if question and _ASKS_FILE.search(question) and not SAYS_NOT_FOUND.search(answer):
+        # "Which file records ...?" answered with a file no tool result showed ("src/supplier_chosen.py"):
+        # paths are citations elsewhere, so no other rule looks at them.
+        paths = answered_paths(answer)
+        unsupported += [Fact(p, "path") for p in paths if not any(p in output for output in outputs)] if paths \
+            else [Fact("a file", "type")]
     counted = any(f.kind == "count" for f in unsupported)
     return Grounding(facts, list(dict.fromkeys(unsupported)), subjects if facts or counts or counted else [],
                      [(name, n) for name, n, _ in counts], counts[0][2] if counts else None, nowhere, period)
+
+
+def answered_paths(answer: str) -> list[str]:
+    """The file paths an answer names (without line numbers or URLs)."""
+    found = (_LINE_SUFFIX.sub("", m.group(0)).strip("./") for m in _CITATION.finditer(answer)
+             if not _URL.match(m.group(0)))
+    return list(dict.fromkeys(p for p in found if p))
 
 
 def restates(answer: str, question: str) -> bool:
@@ -476,7 +491,7 @@ def _period_lookup(check: PeriodCheck) -> tuple[ToolCall, str]:
 
 
 _KIND_WORDS = {"id": "ids", "version": "versions", "date": "dates", "number": "numbers", "quote": "quoted words",
-               "name": "names"}
+               "name": "names", "path": "file paths"}
 
 
 def _why(check: Grounding) -> str:
@@ -502,7 +517,7 @@ def _why(check: Grounding) -> str:
         elif fact.kind == "count":
             reasons.append("its count cannot come from the files yet.")
         elif fact.kind == "type":
-            reasons.append("the question asks which version, and the answer names none.")
+            reasons.append(f"the question asks which {fact.text.split()[-1]}, and the answer names none.")
         elif fact.kind == "restated":
             reasons.append("it only repeats the question and does not give what was asked.")
     if check.failed_period is not None:
