@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tongyi_agent.agent.bridges import Bridge, about_bridge, bridge, chain_of, next_bridge
+from tongyi_agent.agent.bridges import Bridge, Chain, about_bridge, bridge, chain_of, next_bridge
 from tongyi_agent.agent.dialects import NativeDialect
-from tongyi_agent.agent.grounding import GroundingGate
+from tongyi_agent.agent.grounding import GroundingGate, key_facts
 from tongyi_agent.agent.loop import Agent, AgentSpec
 from tongyi_agent.agent.steps import ToolStep
 from tongyi_agent.llm.base import ChatResponse, ToolCall
@@ -27,6 +27,7 @@ Siskin investigates battery degradation.
 - Status: on hold
 - Lead: Jonas Quist
 - Budget: EUR 835,000
+- Start date: 2023-04-23
 """
 DIRECTORY = """# Staff directory
 
@@ -71,6 +72,15 @@ def search(ctx: ToolContext, query: str) -> str:
     return search_files(ctx, query).output
 
 
+def names_in(text: str) -> list[str]:
+    return [f.text for f in key_facts(text) if f.kind == "name"]
+
+
+def named(chain: Chain, names: list[str], outputs: list[str], previous: list[str]) -> Bridge | None:
+    """`bridge` for an answer that is only `names`."""
+    return bridge(chain, names, names, outputs, previous, names_in)
+
+
 @pytest.mark.parametrize(("question", "depth", "steps"), [
     (ORG_OF_LEAD, 1, ()),
     ("What is the role of the person who leads project Merlin?", 1, ()),
@@ -99,19 +109,30 @@ def test_the_leads_name_is_a_bridge_and_the_right_answer_is_not(world: ToolConte
     chain = chain_of(ORG_OF_LEAD)
     assert chain is not None
     found = [search(world, "lead project Siskin")]
-    assert bridge(chain, ["Jonas Quist"], found, []) == Bridge("Jonas Quist", "- Lead: Jonas Quist")
-    assert bridge(chain, ["Brightmoor Research"], [*found, search(world, "Jonas Quist")], []) is None
-    assert bridge(chain, [], found, []) is None  # a number or a date is not a bridge
+    assert named(chain, ["Jonas Quist"], found, []) == Bridge("Jonas Quist", "- Lead: Jonas Quist")
+    assert named(chain, ["Brightmoor Research"], [*found, search(world, "Jonas Quist")], []) is None
+    assert named(chain, [], found, []) is None
+
+
+def test_an_answer_from_the_subjects_own_record_stops_before_the_bridge(world: ToolContext) -> None:
+    chain = chain_of("In which year did the lead of project Siskin start at their organisation?")
+    assert chain is not None
+    found = [search(world, "lead project Siskin start")]
+    assert "Start date: 2023-04-23" in found[0]
+    assert bridge(chain, ["2023"], [], found, [], names_in) == Bridge("Jonas Quist", "- Lead: Jonas Quist")
+    looked = [*found, search(world, "Jonas Quist")]
+    assert bridge(chain, ["2009"], [], looked, ["Jonas Quist"], names_in) is None  # the answer
+    assert bridge(chain, ["2009"], [], looked, [], names_in) is None  # on a line of its own, not the subject's
 
 
 def test_a_second_step_is_a_bridge_only_for_a_question_nested_twice(world: ToolContext) -> None:
     outputs = [search(world, "lead project Siskin"), search(world, "Jonas Quist")]
     twice, once = chain_of(DIRECTOR), chain_of(ORG_OF_LEAD)
     assert twice is not None and once is not None
-    assert bridge(twice, ["Brightmoor Research"], outputs, ["Jonas Quist"]) == Bridge(
+    assert named(twice, ["Brightmoor Research"], outputs, ["Jonas Quist"]) == Bridge(
         "Brightmoor Research", "| Jonas Quist | Senior scientist | Brightmoor Research | 2009 |")
-    assert bridge(once, ["Brightmoor Research"], outputs, ["Jonas Quist"]) is None  # the answer, for once
-    assert bridge(twice, ["Jonas Quist"], outputs, ["Jonas Quist"]) is None  # the same bridge again
+    assert named(once, ["Brightmoor Research"], outputs, ["Jonas Quist"]) is None  # the answer, for once
+    assert named(twice, ["Jonas Quist"], outputs, ["Jonas Quist"]) is None  # the same bridge again
 
 
 def test_the_bridges_look_up_shows_its_record_not_its_neighbours(world: ToolContext) -> None:

@@ -13,7 +13,7 @@ names what sits beside the first bridge in its look-up is a bridge too.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tongyi_agent.tools.search_results import GROUP_SEPARATOR, is_section_line
@@ -71,26 +71,42 @@ class Bridge:
     line: str  # the result line that links it to the step before, without its path: "- Lead: Farah Zamora"
 
 
-def bridge(chain: Chain, names: Sequence[str], outputs: Sequence[str], previous: Sequence[str]) -> Bridge | None:
-    """The bridge an answer stopped at, or None: `names` (the answer's proper names) all sit on one
-    result line that links the previous step to them. The first step's line names the relation and
-    the subject ("projects/avocet.md:9: - Lead: Farah Zamora"); a later step's line names the bridge
-    before it ("| Jonas Quist | Senior scientist | Brightmoor Research | 2009 |")."""
-    if not names or len(previous) >= chain.depth or any(n in previous for n in names):
+def bridge(chain: Chain, answered: Sequence[str], names: Sequence[str], outputs: Sequence[str],
+           previous: Sequence[str], names_of: Callable[[str], list[str]]) -> Bridge | None:
+    """The bridge an answer stopped at, or None.
+
+    Either `names` (the answer's proper names) all sit on one result line that links the previous
+    step to them: the first step's line names the relation and the subject ("projects/avocet.md:9:
+    - Lead: Farah Zamora"), a later step's line names the bridge before it ("| Jonas Quist | Senior
+    scientist | Brightmoor Research | 2009 |"). Or, at the first step, every key fact the answer
+    gives (`answered`) sits only on lines of the subject's own ("2021" from "projects/whimbrel.md:8:
+    Work started on 2021-04-03"): a nested question's answer is in the bridge's record, not the
+    subject's, so the bridge is the name (`names_of`) on the subject's link line."""
+    if len(previous) >= chain.depth or any(n in previous for n in names):
         return None
-    for output in outputs:
-        for line in output.splitlines():
-            if is_section_line(line) or not all(n in line for n in names):
-                continue
-            if previous:
-                linked = previous[-1] in line
-            else:
-                lowered = line.lower()
-                linked = (re.search(rf"\b{re.escape(chain.relation)}", lowered) is not None
-                          and chain.subject_word.lower() in lowered)
-            if linked:
+    lines = [line for output in outputs for line in output.splitlines() if not is_section_line(line)]
+    if names:
+        for line in lines:
+            if all(n in line for n in names) and _links(line, chain, previous):
                 return Bridge(" ".join(names), _content(line))
+    if previous or not answered or any(f in line and not _names_subject(line, chain)
+                                       for f in answered for line in lines):
+        return None
+    for line in lines:
+        if _links(line, chain, previous) and (found := names_of(_content(line))):
+            return Bridge(found[0], _content(line))
     return None
+
+
+def _links(line: str, chain: Chain, previous: Sequence[str]) -> bool:
+    if previous:
+        return previous[-1] in line
+    return re.search(rf"\b{re.escape(chain.relation)}", line.lower()) is not None and _names_subject(line, chain)
+
+
+def _names_subject(line: str, chain: Chain) -> bool:
+    """The line (or its file) names the subject: "projects/avocet.md:9: - Lead: ..." for Avocet."""
+    return chain.subject_word.lower() in line.lower()
 
 
 def next_bridge(shown: str, chain: Chain, previous: Bridge) -> Bridge | None:
@@ -132,7 +148,7 @@ def about_bridge(output: str, bridge_name: str, chain: Chain, limit: int) -> str
             records.append(group)
             continue
         named = [line for line in lines if bridge_name in line and not is_section_line(line)
-                 and chain.subject_word.lower() not in line.lower()]
+                 and not _names_subject(line, chain)]
         if not named:
             continue
         table = [line for line in lines if _content(line).startswith("|")]

@@ -259,6 +259,10 @@ def check_answer(answer: str, tool_outputs: Iterable[str], question: str = "") -
                      [(name, n) for name, n, _ in counts], counts[0][2] if counts else None, nowhere, period)
 
 
+def _names_in(text: str) -> list[str]:
+    return [f.text for f in key_facts(text) if f.kind == "name"]
+
+
 def answered_paths(answer: str) -> list[str]:
     """The file paths an answer names (without line numbers or URLs)."""
     found = (_LINE_SUFFIX.sub("", m.group(0)).strip("./") for m in _CITATION.finditer(answer)
@@ -397,7 +401,8 @@ class GroundingGate:
         if self._chain is None or "search_files" not in tools:
             return None
         names = [f.text for f in check.facts if f.kind == "name"]
-        found = bridge(self._chain, names, tool_outputs, [b.name for b in self._bridges])
+        found = bridge(self._chain, [f.text for f in check.facts], names, tool_outputs,
+                       [b.name for b in self._bridges], _names_in)
         if found is None:
             return None
         self._bridges.append(found)
