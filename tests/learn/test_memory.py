@@ -126,7 +126,7 @@ def test_correct_task_runs_become_examples_for_similar_questions(project: Path) 
                                                                       "I will search.")
         assert "8443" in step["observation"] and kept.trajectory["cited"][0]["path"] == "services/billing.md"
         # An answer no tool result supports is asked about once by the grounding check; the model insists.
-        wrong, _ = p.ask("Which port does billing use?", [SEARCH, WRONG, WRONG])
+        wrong, _ = p.ask("Which port does the billing service listen on now?", [SEARCH, WRONG, WRONG])
         assert ExperienceStore(p.store).by_run(wrong.run_id) is None  # wrong on a known answer
 
         later, model = p.ask("On which port does the billing service listen?", [ANSWER, ANSWER])
