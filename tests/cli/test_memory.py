@@ -44,14 +44,14 @@ def test_feedback_confirmed_runs_are_reused_and_rated_down_ones_never(runner: Cl
     before = len(openai_server.chat_requests)
     # Answered from the worked example, not from this run's tools: the grounding check asks once; it insists.
     openai_server.add(ANSWER, ANSWER)
-    later = _ask(runner, openai_server, project, "Which port does the billing service use?", "--train", "--verbose")
+    later = _ask(runner, openai_server, project, "Which port does the billing service listen on today?", "--train", "--verbose")
     assert later["experiences"] == [kept]
     messages = openai_server.chat_requests[before]["messages"]
     assert messages[1]["role"] == "user" and messages[1]["content"].endswith(
         "Which port does the billing service listen on?")
     assert messages[2]["tool_calls"][0]["function"]["name"] == "search_files"  # native dialect: a real tool call
     assert messages[3]["role"] == "tool" and "8443" in messages[3]["content"]
-    assert messages[-1]["content"] == "Which port does the billing service use?"
+    assert messages[-1]["content"] == "Which port does the billing service listen on today?"
 
     # Unrecorded runs use the memory too; --verbose names the experiences shown.
     openai_server.add(ANSWER, ANSWER)
@@ -95,9 +95,9 @@ def test_later_ratings_judge_uses_again_and_three_rated_down_in_a_row_retire(
     kept = json.loads(_memory(runner, project, "list", "--json").stdout)[0]["id"]
 
     later = []
-    for n, question in enumerate(["Which port does the billing service use?",
-                                  "Which port does the billing service expose?",
-                                  "Which port does the billing service open?"]):
+    for n, question in enumerate(["Which port does the billing service listen on today?",
+                                  "Which port does the billing service listen on now?",
+                                  "Which port does the billing service listen on currently?"]):
         openai_server.add(ANSWER, ANSWER)  # from the example; the grounding check asks once, it insists
         run = _ask(runner, openai_server, project, question, "--train")
         assert run["experiences"] == [kept]
@@ -132,9 +132,9 @@ def test_session_ratings_judge_the_last_runs_uses_again(runner: CliRunner, proje
                                                          openai_server: FakeOpenAIServer) -> None:
     openai_server.add(SEARCH, ANSWER, *[ANSWER] * 6)
     lines = ["Which port does the billing service listen on?", "/good",
-             "Which port does the billing service use?", "/bad",
-             "Which port does the billing service expose?", "/bad",
-             "Which port does the billing service open?", "/bad", "/good"]
+             "Which port does the billing service listen on today?", "/bad",
+             "Which port does the billing service listen on now?", "/bad",
+             "Which port does the billing service listen on currently?", "/bad", "/good"]
     result = runner.invoke(app, ["--root", str(project), "--base-url", openai_server.base_url, "--model-id", "fake",
                                  "--train", "-i"], input="\n".join(lines) + "\n")
     assert result.exit_code == 0, result.output
