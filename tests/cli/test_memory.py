@@ -44,7 +44,8 @@ def test_feedback_confirmed_runs_are_reused_and_rated_down_ones_never(runner: Cl
     before = len(openai_server.chat_requests)
     # Answered from the worked example, not from this run's tools: the grounding check asks once; it insists.
     openai_server.add(ANSWER, ANSWER)
-    later = _ask(runner, openai_server, project, "Which port does the billing service listen on today?", "--train", "--verbose")
+    later = _ask(runner, openai_server, project, "Which port does the billing service listen on today?", "--train",
+                 "--verbose")
     assert later["experiences"] == [kept]
     messages = openai_server.chat_requests[before]["messages"]
     assert messages[1]["role"] == "user" and messages[1]["content"].endswith(
