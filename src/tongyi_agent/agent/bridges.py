@@ -4,8 +4,9 @@ lead of project Avocet, not for the lead.
 A small model looks the project up, finds "Lead: Farah Zamora" and answers the name: one step
 short. The lead is a *bridge*: the thing the question leads through on its way to what it asks.
 An answer whose names all sit on the line that links the subject to the bridge (a line naming the
-question's relation, "lead", and its subject, "Avocet") is that bridge, and the next step is to
-look the bridge up. Questions nest at most twice here ("Who directs the organisation that employs
+question's relation, "lead", and its subject, "Avocet") is that bridge, and so is an answer taken
+from the subject's own lines (the project's start year for the year the lead started): the next
+step is to look the bridge up. Questions nest at most twice here ("Who directs the organisation that employs
 the lead of project Siskin?": the lead, then their organisation), so a second answer that only
 names what sits beside the first bridge in its look-up is a bridge too.
 """
