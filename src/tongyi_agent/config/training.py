@@ -139,7 +139,7 @@ class MemorySettings(_Section):
     retire_after: int = Field(3, gt=0, description="Failed uses in a row that retire an experience.")
     budget_share: float = Field(0.15, gt=0, le=0.15, description="Share of the context window examples may use.")
     min_form_overlap: float = Field(
-        0.75, ge=0, le=1, description="How alike an experience's question must be asked to be shown: the share "
+        0.6, ge=0, le=1, description="How alike an experience's question must be asked to be shown: the share "
         "of words two questions have in common, without names, numbers and paths (0: any similar question).")
 
 
