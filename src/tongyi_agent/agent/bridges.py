@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from tongyi_agent.tools.search_results import GROUP_SEPARATOR, is_section_line
+from tongyi_agent.tools.search_results import GROUP_SEPARATOR, is_section_line, is_table_row, result_text
 
 _NAMED = r"(?P<subject>(?:[a-z]+ )?[A-Z][\w.-]*(?: [A-Z][\w.-]*)*)"
 # "the lead of project Avocet", "the person who leads project Merlin"
@@ -30,7 +30,6 @@ _DIRECT = re.compile(r"^\W*(?:what|which|who)(?:\s+[a-z]+)?\s+(?:is|was|are|were
 # "the organisation that employs", "the organisation of": one more step between bridge and answer.
 _STEP = re.compile(r"\bthe ([a-z]+) (?:of|that|which|who)\b")
 MAX_DEPTH = 2
-_PLACE = re.compile(r"^\S+?[:-]\d+[:-] ?")  # "projects/avocet.md:9: " before a result line
 
 
 @dataclass(frozen=True)
@@ -89,13 +88,13 @@ def bridge(chain: Chain, answered: Sequence[str], names: Sequence[str], outputs:
     if names:
         for line in lines:
             if all(n in line for n in names) and _links(line, chain, previous):
-                return Bridge(" ".join(names), _content(line))
+                return Bridge(" ".join(names), result_text(line))
     if previous or not answered or any(f in line and not _names_subject(line, chain)
                                        for f in answered for line in lines):
         return None
     for line in lines:
-        if _links(line, chain, previous) and (found := names_of(_content(line))):
-            return Bridge(found[0], _content(line))
+        if _links(line, chain, previous) and (found := names_of(result_text(line))):
+            return Bridge(found[0], result_text(line))
     return None
 
 
@@ -116,8 +115,8 @@ def next_bridge(shown: str, chain: Chain, previous: Bridge) -> Bridge | None:
     ..." → the row's "Organisation" cell). None without such a row and column."""
     if not chain.steps:
         return None
-    lines = [_content(line) for line in shown.splitlines()]
-    table = [line for line in lines if line.startswith("|")]
+    lines = [result_text(line) for line in shown.splitlines()]
+    table = [line for line in lines if is_table_row(line)]
     if len(table) < 2:
         return None
     columns = _cells(table[0])
@@ -152,14 +151,10 @@ def about_bridge(output: str, bridge_name: str, chain: Chain, limit: int) -> str
                  and not _names_subject(line, chain)]
         if not named:
             continue
-        table = [line for line in lines if _content(line).startswith("|")]
+        table = [line for line in lines if is_table_row(result_text(line))]
         in_table = any(line in table for line in named)
         header = table[:1] if in_table and table[0] not in named else []
         kept = "\n".join([*(line for line in lines[:1] if is_section_line(line)), *header, *named])
         (rows if in_table else others).append(kept)
     kept_groups = records + rows + others
     return GROUP_SEPARATOR.join(kept_groups[:limit]) if kept_groups else output
-
-
-def _content(line: str) -> str:
-    return _PLACE.sub("", line, count=1).strip()

@@ -17,7 +17,7 @@ import re
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from tongyi_agent.agent.bridges import Bridge, about_bridge, bridge, chain_of, next_bridge
+from tongyi_agent.agent.bridges import Bridge, Chain, about_bridge, bridge, chain_of, next_bridge
 from tongyi_agent.agent.dates import DATE_PATTERNS, iso, iso_of
 from tongyi_agent.agent.periods import PeriodCheck, in_period, period_check
 from tongyi_agent.agent.prompts import load_prompt
@@ -355,7 +355,7 @@ class GroundingGate:
         self._follow = ""  # how the note names the follow-up look-up, once one ran
         self._chain = chain_of(question) if enabled else None
         self._bridges: list[Bridge] = []  # the bridges earlier answers stopped at, in order
-        self._bridged = False  # the current look-up is the last bridge's
+        self._bridged = False  # the current look-up is the last bridge's (see _bridge_chain)
 
     def retry_note(self, answer: str, tool_outputs: list[str], can_retry: bool,
                    tools: Collection[str] = ()) -> str | None:
@@ -411,6 +411,11 @@ class GroundingGate:
         return load_prompt("bridge_lookup").replace("{bridge}", found.name).replace("{link}", found.line) \
             .replace("{question}", self.question)
 
+    @property
+    def _bridge_chain(self) -> Chain | None:
+        """The nested question's path while the current look-up is a bridge's, else None."""
+        return self._chain if self._bridged else None
+
     def focus(self, output: str) -> str:
         """A search look-up's result as the note shows it: the groups whose section names the
         question's subject first, at most `LOOKUP_GROUPS` of them. A small model answered from
@@ -418,8 +423,8 @@ class GroundingGate:
         the entries dated in X's period (not X's own)."""
         if self.lookup is None or self.lookup.name != "search_files":
             return output
-        if self._bridged and self._chain is not None:
-            return about_bridge(output, self._bridges[-1].name, self._chain, LOOKUP_GROUPS)
+        if (chain := self._bridge_chain) is not None:
+            return about_bridge(output, self._bridges[-1].name, chain, LOOKUP_GROUPS)
         if self._period is not None and self._period.subject_date is not None:
             return self._in_period(output)
         return self._about_subjects(output)
@@ -428,8 +433,8 @@ class GroundingGate:
         """A second look-up that the first made possible, at most one: once it dated the subject of a
         "same month as X" question, the search for the entries dated in X's period. Shown alone, X's
         entry made the model answer X's date."""
-        if self._bridged and self._chain is not None and not self._follow:
-            return self._next_bridge(output)
+        if (chain := self._bridge_chain) is not None and not self._follow:
+            return self._next_bridge(output, chain)
         if self._follow or self._period is None or self._period.subject_date is not None:
             return None
         dated = period_check(self.question, [a.version for a in self._period.answered], [*self._seen, output])
@@ -442,27 +447,26 @@ class GroundingGate:
     def results(self, outputs: list[str]) -> str:
         """What the note shows where it says `{results}`: the look-up's output (`focus`), or with a
         follow-up, both in turn."""
-        if len(outputs) > 1 and self._bridged and self._chain is not None:
+        if len(outputs) > 1 and (chain := self._bridge_chain) is not None:
             first, then = self._bridges[-2:]
-            return (f"{about_bridge(outputs[0], first.name, self._chain, LOOKUP_GROUPS)}\n\n{self._follow}:\n"
-                    f"{about_bridge(outputs[1], then.name, self._chain, LOOKUP_GROUPS)}")
+            return (f"{about_bridge(outputs[0], first.name, chain, LOOKUP_GROUPS)}\n\n{self._follow}:\n"
+                    f"{about_bridge(outputs[1], then.name, chain, LOOKUP_GROUPS)}")
         if len(outputs) == 1 or self._period is None or self._period.subject_date is None:
             return self.focus(outputs[0])
         period = self._period
         return (f"{self._about_subjects(outputs[0], 1)}\n\n{period.subject} is dated {period.subject_date}. "
                 f"Then {self._follow}:\n{self._in_period(outputs[1])}")
 
-    def _next_bridge(self, output: str) -> ToolCall | None:
+    def _next_bridge(self, output: str, chain: Chain) -> ToolCall | None:
         """For a question nested twice, the second step's look-up, read off the first bridge's row."""
-        assert self._chain is not None
-        if len(self._bridges) >= self._chain.depth:
+        if len(self._bridges) >= chain.depth:
             return None
-        found = next_bridge(about_bridge(output, self._bridges[-1].name, self._chain, LOOKUP_GROUPS), self._chain,
+        found = next_bridge(about_bridge(output, self._bridges[-1].name, chain, LOOKUP_GROUPS), chain,
                             self._bridges[-1])
         if found is None:
             return None
         self._bridges.append(found)
-        self._follow = f'{found.name} is the {self._chain.steps[-1]} in that row. Then I searched the files for ' \
+        self._follow = f'{found.name} is the {chain.steps[-1]} in that row. Then I searched the files for ' \
                        f'"{found.name}" and found'
         self.lookup = ToolCall(id="grounding_lookup", name="search_files", arguments={"query": found.name})
         return self.lookup

@@ -26,6 +26,8 @@ GROUP_SEPARATOR = "\n--\n"  # between the groups of one search result
 _SECTION_LINE = re.compile(r'^\[(.*?), section "(.*)"(?:, (\d+) list items?)?:\]$')
 _WHOLE_SECTION = re.compile(r'^\[whole section: read_file\(path="(.*)", start_line=(\d+), end_line=(\d+)\)\]$', re.M)
 _MARKDOWN_LINK = re.compile(r"\[([^\]]*)\]\([^)\s]*\)")
+_SEPARATOR_MARKS = str.maketrans("", "", "|:-")
+_PLACE = re.compile(r"^\S+?[:-]\d+[:-] ?")  # "path:9: " before a hit, "path-10- " before a context line
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,7 @@ def render_hits(hits: Sequence[Hit], max_chars: int = 300) -> tuple[list[str], l
             skipped = range(previous + 1, number) if previous is not None else range(0)
             if previous is not None and any(lines[n - 1].strip() and not is_rule(lines[n - 1]) for n in skipped):
                 out.append("...")
-            sep = ":" if number in matched else "-"
+            sep = ":" if number in matched else "-"  # result_text reads this back
             out.append(f"{label}{sep}{number}{sep} {shorten(lines[number - 1], max_chars)}")
             previous = number
         if inner is not None:
@@ -101,19 +103,31 @@ def render_hits(hits: Sequence[Hit], max_chars: int = 300) -> tuple[list[str], l
     return blocks, list(dict.fromkeys(sources + header_refs + body_refs))
 
 
+def is_table_row(text: str) -> bool:
+    """A line of a Markdown table (header, separator or body row)."""
+    return text.lstrip().startswith("|")
+
+
 def table_header(lines: Sequence[str], number: int) -> int | None:
     """The header row (1-based) of the Markdown table whose body row is line `number`, or None when
     the line is not a table body row."""
     def row(n: int) -> bool:
-        return 1 <= n <= len(lines) and lines[n - 1].lstrip().startswith("|")
+        return 1 <= n <= len(lines) and is_table_row(lines[n - 1])
 
     if not row(number):
         return None
     top = number
     while row(top - 1):
         top -= 1
-    separator = lines[top].replace("|", "").replace(":", "").replace("-", "").strip() if row(top + 1) else "x"
-    return top if separator == "" and number > top + 1 else None
+    # Under the header a separator row of pipes, dashes and colons ("| --- | :-: |"); the body below.
+    if number <= top + 1 or lines[top].translate(_SEPARATOR_MARKS).strip():
+        return None
+    return top
+
+
+def result_text(line: str) -> str:
+    """A search result line without the place in front of it: "projects/a.md:9: - Lead: X" -> "- Lead: X"."""
+    return _PLACE.sub("", line, count=1).strip()
 
 
 def section_line(label: str, lines: Sequence[str], sections: Sequence[Section], index: int,
