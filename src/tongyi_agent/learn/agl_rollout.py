@@ -216,8 +216,9 @@ def run_rollout(agent: Agent, task: Task, workspace: TrainingWorkspace, gateway:
                     agent, task.question, task_answer=task.answer, task_answer_regex=task.answer_regex,
                     metadata={"agent_lightning": {"rollout_id": gateway.rollout_id,
                                                   "attempt_id": gateway.attempt_id, "mode": gateway.mode}}))
-                # A rollout correct on its known answer is confirmed: later runs may learn from it.
-                ExperienceMemory(store, training).review_run(recorded.run_id)
+                # A rollout correct on its known answer is confirmed: later runs may learn from it; a
+                # wrong one may leave a correction that shows where the answer is.
+                ExperienceMemory(store, training).after_run(recorded.run_id, recorded.reference)
             return RolloutOutcome(task, recorded.result, choose_reward(recorded.rewards, target), recorded.run_id)
         result = loop.run(agent.run(task.question))
     finally:

@@ -3,7 +3,8 @@
 before: an A/B experiment may assign the run to an arm, and the run uses that arm's prompt; in rl
 mode the tool policy picks the tools, step budget and strategy hint; the experience memory adds
 worked examples of similar confirmed runs;
-after: the memory counts the run as a use of its examples and keeps it if it is confirmed, the tool
+after: the memory counts the run as a use of its examples and keeps it if it is confirmed (or a
+correction when it was wrong on a known answer), the tool
 policy learns from the run's reward (rl mode), a finished experiment is concluded (promotion or
 rollback), and the optimization schedule may start a background optimization.
 """
@@ -101,7 +102,7 @@ class Lifecycle:
         returns what happened, for the user."""
         notes: list[str] = []
         if recorded is not None:
-            notes += self.memory.after_run(recorded.run_id)
+            notes += self.memory.after_run(recorded.run_id, recorded.reference)
         run = self.store.get_run(recorded.run_id) if recorded is not None else None
         if run is not None and "policy_arm" in run.metadata and self._arms:
             weight = self.workspace.training.tool_policy.cost_weight

@@ -7,8 +7,10 @@ A run is *confirmed* when
   every checked citation is verified and the answer was not forced.
 
 A run rated below 0.5, or wrong on a known answer, is never an example; rating a kept run down
-removes its experience. An experience keeps what a later run can copy: the question, each tool call
-with its arguments and (shortened) result, the lines the answer cited, and the answer.
+removes its experience. A run wrong on a known answer is followed by a *correction* instead when the
+folder shows the answer (learn/corrections.py): one tool call that finds it, kept in the run's place.
+An experience keeps what a later run can copy: the question, each tool call with its arguments and
+(shortened) result, the lines the answer cited, and the answer.
 
 At question time (``[prompt_optimization] use_history``) the ``[memory] examples`` experiences most
 like the question, from the same root and among the ``history_size`` newest, are shown before the
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from tongyi_agent.agent.context import CHARS_PER_TOKEN
@@ -36,6 +39,7 @@ from tongyi_agent.agent.dialects import DIALECTS, get_dialect
 from tongyi_agent.agent.examples import INTRO, WorkedExample, message_chars, render_examples
 from tongyi_agent.agent.loop import Agent
 from tongyi_agent.config.training import TrainingConfig
+from tongyi_agent.learn.corrections import Reference, find_correction
 from tongyi_agent.learn.evaluation.tasks import CONFIRMED as CONFIRMED_FEEDBACK
 from tongyi_agent.llm.base import ChatResponse, ToolCall
 from tongyi_agent.store import (
@@ -48,6 +52,7 @@ from tongyi_agent.store import (
     UseChanges,
 )
 
+CORRECTION = "correction"  # how a correction (learn/corrections.py) is marked as confirmed
 OBSERVATION_CHARS = 2000  # what an experience keeps of each tool result; rendering shortens further
 _FORM_STOP = frozenset("a an the of in on at to for by with and or is are was were be does did do".split())
 
@@ -197,16 +202,18 @@ class ExperienceMemory:
         messages, shown = render_examples(examples, agent.dialect, budget_tokens=left)
         return (agent.variant(examples=[*existing, *messages]), shown) if shown else (agent, [])
 
-    def after_run(self, run_id: str) -> list[str]:
-        """Count the run as a use of the examples it was shown, and keep it if it is confirmed.
-        Returns notes for the user (retirements)."""
+    def after_run(self, run_id: str, reference: Reference | None = None) -> list[str]:
+        """Count the run as a use of the examples it was shown, and keep it if it is confirmed; a run
+        wrong on its known answer ``reference`` leaves a correction. Returns notes for the user
+        (retirements)."""
         run = self.store.get_run(run_id)
         changes = UseChanges()
         used = [int(i) for i in run.metadata.get("experiences") or []]
         if used:
             changes = self.experiences.record_use(run.id, used, success=use_succeeded(run, self.training),
                                                   retire_after=self.training.memory.retire_after)
-        self.review(run)
+        if self.review(run) is None and reference is not None:
+            self.correct(run, reference)
         return self._notes(changes)
 
     def after_feedback(self, run_id: str) -> list[str]:
@@ -229,7 +236,9 @@ class ExperienceMemory:
         (rated down). Returns the experience kept, if any."""
         reason = confirmation(run, self.training)
         if reason is None:
-            self.experiences.forget_run(run.id)
+            kept = self.experiences.by_run(run.id)
+            if kept is not None and kept.confirmed_by != CORRECTION:  # a correction rests on the known answer
+                self.experiences.forget(kept.id)
             return None
         trajectory = compact_trajectory(run, self.store.iter_spans(run.id))
         if not trajectory["steps"]:
@@ -237,6 +246,20 @@ class ExperienceMemory:
         return self.experiences.add(run_id=run.id, question=run.question, root=run.root, trajectory=trajectory,
                                     answer=run.answer, model=run.model, dialect=run.dialect,
                                     prompt_version=run.prompt_version, confirmed_by=reason)
+
+    def correct(self, run: RunRecord, reference: Reference) -> Experience | None:
+        """Keep a correction for ``run`` when it was wrong on its known answer ``reference`` and a tool
+        call in its root shows that answer (learn/corrections.py); returns it, if any."""
+        task = run.reward("task")
+        if run.status == "failed" or task is None or task >= 1.0 or not Path(run.root).is_dir():
+            return None
+        found = find_correction(run.question, Path(run.root), reference)
+        if found is None:
+            return None
+        return self.experiences.add(run_id=run.id, question=run.question, root=run.root,
+                                    trajectory=found.trajectory(OBSERVATION_CHARS), answer=found.answer,
+                                    model=run.model, dialect=run.dialect, prompt_version=run.prompt_version,
+                                    confirmed_by=CORRECTION)
 
     def review_run(self, run_id: str) -> Experience | None:
         """:meth:`review` by id (after feedback was added)."""

@@ -17,6 +17,7 @@ from tongyi_agent.agent.routing import run_with_fallback
 from tongyi_agent.agent.steps import RunResult
 from tongyi_agent.config.profiles import ModelProfile
 from tongyi_agent.config.training import TrainingConfig
+from tongyi_agent.learn.corrections import Reference
 from tongyi_agent.learn.evaluation.rewards import Reward, compute_rewards
 from tongyi_agent.llm.base import ChatMessage, ModelError
 from tongyi_agent.store import RewardRecord, RunRecord, SpanRecord, TrajectoryStore
@@ -31,6 +32,7 @@ class RecordedRun:
     run_id: str
     rewards: list[Reward]
     reward: float | None  # the configured optimization target
+    reference: Reference | None = None  # the known answer it was asked with, if any
 
 
 def rewards_for(result: RunResult, training: TrainingConfig, *, task_answer: str | None = None,
@@ -113,7 +115,8 @@ class RunRecorder:
         run.metadata["evidence"] = [asdict(e) for e in result.evidence]
         records = [RewardRecord(r.name, r.value, r.source, r.detail, time.time()) for r in rewards]  # type: ignore[arg-type]
         self._write(run, recorder.spans, records)
-        return RecordedRun(result, run.id, rewards, value)
+        known = Reference(task_answer, task_answer_regex) if task_answer or task_answer_regex else None
+        return RecordedRun(result, run.id, rewards, value, known)
 
     def _common(self, agent: Agent, started_at: float, run_id: str | None, ab_arm: str | None,
                 prompt_version: str | None) -> dict[str, object]:

@@ -59,7 +59,7 @@ class Experience:
     model: str
     dialect: str
     prompt_version: str | None
-    confirmed_by: str  # "feedback", "task" or "reward"
+    confirmed_by: str  # "feedback", "task", "reward" or "correction"
     status: str  # "active" or "retired"
     uses: int
     failures: int
