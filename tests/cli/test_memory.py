@@ -157,3 +157,36 @@ def test_memory_errors_are_one_line_exit_2(runner: CliRunner, project: Path, ope
     empty = _memory(runner, project, "list")
     assert empty.exit_code == 0 and "No experiences yet" in empty.stdout
     assert _memory(runner, project, "show", "abc").exit_code == 2
+
+
+def test_correct_keeps_the_search_that_shows_the_users_answer(runner: CliRunner, tmp_path: Path,
+                                                               openai_server: FakeOpenAIServer) -> None:
+    project = tmp_path / "world"
+    (project / "notes").mkdir(parents=True)
+    (project / "notes" / "meeting.md").write_text(
+        "# Meeting\n\n- Plover: the team chose Blue Fen Devices as supplier.\n"
+        "- Heron: the team chose Ferrow Instruments as supplier.\n")
+    wrong = {"content": "The team chose supplier A for project Plover."}
+    openai_server.add(SEARCH, wrong, wrong)
+    run = _ask(runner, openai_server, project, "Which supplier did the team choose for project Plover?", "--train")
+
+    unknown = _memory(runner, project, "correct", run["run_id"][:8], "Kettle Point Sensors")
+    assert unknown.exit_code == 1 and "no search or small file" in unknown.stdout
+    assert json.loads(_memory(runner, project, "list", "--json").stdout) == []
+
+    fixed = _memory(runner, project, "correct", run["run_id"][:8], "Blue Fen Devices")
+    assert fixed.exit_code == 0, fixed.output
+    assert "a correction of the run" in fixed.stdout and "notes/meeting.md:3" in fixed.stdout
+    items = json.loads(_memory(runner, project, "list", "--json").stdout)
+    assert [(i["run_id"], i["confirmed_by"]) for i in items] == [(run["run_id"], "correction")]
+
+    # A later question asked the same way is shown the correction: the search and the right answer.
+    before = len(openai_server.chat_requests)
+    openai_server.add({"content": "Ferrow Instruments (notes/meeting.md:4)"})
+    later = _ask(runner, openai_server, project, "Which supplier did the team choose for project Heron?")
+    assert later["experiences"] == [items[0]["id"]]
+    sent = json.dumps(openai_server.chat_requests[before]["messages"])
+    assert "Blue Fen Devices (notes/meeting.md:3)" in sent
+
+    assert _memory(runner, project, "correct", run["run_id"][:8], " ").exit_code == 2
+    assert _memory(runner, project, "correct", "zzzzzzzz", "x").exit_code == 2

@@ -1,4 +1,4 @@
-"""`tongyi-cli memory list|show|forget`: see and prune the worked examples the assistant has kept."""
+"""`tongyi-cli memory list|show|forget|correct`: see, prune and correct the worked examples the assistant keeps."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 # The store and the configuration are imported by the commands that use them, so that
 # `tongyi-cli --help` does not pay for them.
 
-memory_app = typer.Typer(help="See and prune the experience memory: confirmed runs shown as worked examples.",
+memory_app = typer.Typer(help="See, prune and correct the experience memory: confirmed runs (and corrections of "
+                              "wrong ones) shown as worked examples.",
                          no_args_is_help=True, add_completion=False, rich_markup_mode=None)
 
 RootOption = Annotated[Path, typer.Option("--root", "-r", help="Project folder whose training data is used.")]
@@ -119,6 +120,41 @@ def forget(experience_id: IdArgument, root: RootOption = Path(".")) -> None:
         _get(store, experience_id)
         experience = store.forget(experience_id)
     out.print(f"Forgot experience {experience.id}: {experience.question}", markup=False)
+
+
+@memory_app.command("correct")
+def correct(run: Annotated[str, typer.Argument(metavar="RUN", help="Run id or its first 6+ characters.")],
+            answer: Annotated[str, typer.Argument(metavar="ANSWER", help="The right answer to that run's question.")],
+            root: RootOption = Path(".")) -> None:
+    """Tell the assistant the right answer to a recorded run. The run is scored on it; a run that had
+    it right becomes an example, and for a wrong one the memory looks for the one search (or the small
+    file) in the run's folder that shows the answer and keeps that as the example instead. Exits 1 when
+    the folder states the answer nowhere it can find."""
+    from tongyi_agent.config import ConfigError
+    from tongyi_agent.learn.memory import CORRECTION, ExperienceMemory
+    from tongyi_agent.learn.workspace import TrainingWorkspace
+    from tongyi_agent.store import StoreError
+
+    if not answer.strip():
+        raise fail("ANSWER is empty: give the right answer to the run's question")
+    try:
+        workspace = TrainingWorkspace.load(root)
+        if not workspace.has_data():
+            raise StoreError(f"no training data under {workspace.store_path.parent}: record runs with --train")
+        with workspace.open_store() as store:
+            run_id = store.resolve_run_id(run)
+            kept = ExperienceMemory(store, workspace.training).correct_run(run_id, answer)
+            question = store.get_run(run_id).question
+    except (ConfigError, StoreError, ValueError) as exc:
+        raise fail(str(exc.args[0]) if isinstance(exc, StoreError) and exc.args else str(exc)) from None
+    if kept is None:
+        out.print(f"Recorded {answer!r} as the answer to run {run_id[:12]}, but no search or small file in its "
+                  f"folder shows it, so no example was kept: {question}", markup=False)
+        raise typer.Exit(1)
+    how = "the run had it right" if kept.confirmed_by != CORRECTION else "a correction of the run"
+    step = kept.trajectory["steps"][0]
+    out.print(f"Kept experience {kept.id} ({how}): {question}", markup=False)
+    out.print(f"  {step['tool']}({json.dumps(step['arguments'], ensure_ascii=False)}) -> {kept.answer}", markup=False)
 
 
 def _get(store: ExperienceStore, experience_id: int) -> Experience:

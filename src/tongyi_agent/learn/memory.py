@@ -30,6 +30,7 @@ undone.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -40,12 +41,14 @@ from tongyi_agent.agent.examples import INTRO, WorkedExample, message_chars, ren
 from tongyi_agent.agent.loop import Agent
 from tongyi_agent.config.training import TrainingConfig
 from tongyi_agent.learn.corrections import Reference, find_correction
+from tongyi_agent.learn.evaluation.rewards import contains_answer, f1
 from tongyi_agent.learn.evaluation.tasks import CONFIRMED as CONFIRMED_FEEDBACK
 from tongyi_agent.llm.base import ChatResponse, ToolCall
 from tongyi_agent.store import (
     USER_FEEDBACK,
     Experience,
     ExperienceStore,
+    RewardRecord,
     RunRecord,
     SpanRecord,
     TrajectoryStore,
@@ -260,6 +263,20 @@ class ExperienceMemory:
                                     trajectory=found.trajectory(OBSERVATION_CHARS), answer=found.answer,
                                     model=run.model, dialect=run.dialect, prompt_version=run.prompt_version,
                                     confirmed_by=CORRECTION)
+
+    def correct_run(self, run_id: str, answer: str) -> Experience | None:
+        """The user says ``answer`` is the right answer to run ``run_id``: score the run on it (a
+        ``task`` reward, source ``user``), then keep the run if it had it right, else a correction.
+        A correction kept from an earlier answer is replaced. Returns the experience kept, if any."""
+        run = self.store.get_run(run_id)
+        reference = Reference(answer)
+        earlier = self.experiences.by_run(run.id)
+        if earlier is not None and earlier.confirmed_by == CORRECTION:  # the user's latest answer replaces it
+            self.experiences.forget(earlier.id)
+        score = max(contains_answer(run.answer, answer), f1(run.answer, answer))
+        self.store.add_reward(run.id, RewardRecord("task", score, "user", f"user's answer: {answer}", time.time()))
+        run = self.store.get_run(run_id)
+        return self.review(run) or self.correct(run, reference)
 
     def review_run(self, run_id: str) -> Experience | None:
         """:meth:`review` by id (after feedback was added)."""
