@@ -30,6 +30,7 @@ from tongyi_agent.learn.evaluation.rewards import contains_answer, regex_match
 from tongyi_agent.tools.base import SourceRef, ToolContext, ToolError, ToolResult
 from tongyi_agent.tools.read_file import read_file
 from tongyi_agent.tools.search_files import search_files
+from tongyi_agent.tools.walk import iter_files
 
 MAX_FILE_CHARS = 3000  # a file read whole in an example; a longer one would crowd the context
 MAX_SEARCHES = 12  # search calls tried per correction
@@ -97,8 +98,9 @@ def find_correction(question: str, root: Path, reference: Reference) -> Correcti
 def _read_correction(ctx: ToolContext, question: str, reference: Reference) -> Correction | None:
     """Reading a small file named after one of the question's names, which holds the answer."""
     names = {name.lower() for name in _names(question)}
-    for file in sorted(p for p in ctx.root.rglob("*") if p.is_file()):
-        relative = file.relative_to(ctx.root).as_posix()
+    root = ctx.root.resolve()
+    for file in iter_files(root, root):  # the files search_files sees: ignored ones and binaries skipped
+        relative = file.relative_to(root).as_posix()
         if (file.suffix.lower() in DATA_SUFFIXES or file.stat().st_size > MAX_FILE_CHARS
                 or not names & set(re.split(r"[^a-z0-9]+", relative.lower()))):
             continue
