@@ -100,22 +100,26 @@ class Options:
 
 
 class Answers:
-    """Every model answer on disk (JSONL), keyed by the fingerprint of question + prompt."""
+    """Every model answer on disk (JSONL), keyed by the fingerprint of question + prompt and the task.
+
+    The task is part of the key because seeds share questions ("Who leads project Curlew?" in two
+    worlds): the fingerprint alone would hand one world's answer to the other. (Older caches wrote
+    such a second answer as "fingerprint:task_id"; both forms are read.)"""
 
     def __init__(self, path: Path, max_new: int | None) -> None:
         self.path = path
         self.max_new = max_new
         self.new = 0
         self.reused = 0
-        self.known: dict[str, Answer] = {}
+        self.known: dict[tuple[str, str], Answer] = {}
         if path.is_file():
             for line in path.read_text(encoding="utf-8").splitlines():
                 if line.strip():
                     answer = Answer(**json.loads(line))
-                    self.known[answer.fingerprint] = answer
+                    self.known[(answer.fingerprint.split(":")[0], answer.task_id)] = answer
 
-    def get(self, fingerprint: str) -> Answer | None:
-        found = self.known.get(fingerprint)
+    def get(self, fingerprint: str, task_id: str) -> Answer | None:
+        found = self.known.get((fingerprint, task_id))
         if found is not None:
             self.reused += 1
         return found
@@ -126,7 +130,7 @@ class Answers:
         self.new += 1
 
     def put(self, answer: Answer) -> None:
-        self.known[answer.fingerprint] = answer
+        self.known[(answer.fingerprint, answer.task_id)] = answer
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(asdict(answer), ensure_ascii=False) + "\n")
 
@@ -201,11 +205,7 @@ class Seed:
 
     def ask(self, agent: Agent, task: dict[str, Any]) -> Answer:
         key = fingerprint(agent, task["question"])
-        known = self.answers.get(key)
-        if known is not None and known.task_id != task["id"]:
-            # The same question asked in another world (seeds share project names): not its answer.
-            key = f"{key}:{task['id']}"
-            known = self.answers.get(key)
+        known = self.answers.get(key, task["id"])
         if known is not None:
             return known
         self.answers.reserve()

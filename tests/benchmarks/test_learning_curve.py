@@ -94,3 +94,19 @@ def test_quick_run_records_evaluates_caches_and_resumes(tmp_path: Path, openai_s
 def test_seeds_that_tests_were_tuned_on_are_refused() -> None:
     with pytest.raises(SystemExit):
         lc.parse(["--seeds", "1,11"])
+
+
+def test_the_cache_keeps_one_answer_per_task_for_a_question_two_worlds_share(tmp_path: Path) -> None:
+    path = tmp_path / "answers.jsonl"
+    answers = lc.Answers(path, None)
+    answers.put(lc.Answer("f" * 8, "rw11/lookup/curlew/lead", True, 2, 100, 1.0, "Vera Thorsby"))
+    answers.put(lc.Answer("f" * 8, "rw12/lookup/curlew/lead", False, 2, 100, 1.0, "Noor Moreau"))
+    with path.open("a", encoding="utf-8") as handle:  # the older form of a second world's answer
+        handle.write(json.dumps({"fingerprint": "e" * 8 + ":rw12/x", "task_id": "rw12/x", "correct": True,
+                                 "model_calls": 1, "tokens": 1, "seconds": 1.0, "answer": "a"}) + "\n")
+    again = lc.Answers(path, None)
+    assert again.get("f" * 8, "rw11/lookup/curlew/lead").answer == "Vera Thorsby"
+    assert again.get("f" * 8, "rw12/lookup/curlew/lead").answer == "Noor Moreau"
+    assert again.get("e" * 8, "rw12/x").answer == "a"
+    assert again.get("f" * 8, "rw13/lookup/curlew/lead") is None
+    assert again.reused == 3
