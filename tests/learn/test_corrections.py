@@ -141,3 +141,29 @@ def test_a_wrong_task_run_leaves_a_correction_that_later_questions_are_shown(fol
             assert ExperienceStore(store).by_run(plain.run_id) is None
     finally:
         loop.close()
+
+
+def test_the_users_answer_scores_the_run_and_a_later_one_replaces_the_correction(folder: Path) -> None:
+    workspace = TrainingWorkspace.load(folder, enabled=True)
+    loop = LoopRunner()
+    try:
+        run, _ = _ask(workspace, "Which supplier did the team choose for project Plover?", [SEARCH, MADE_UP, MADE_UP],
+                      None, loop)
+        with workspace.open_store() as store:
+            memory = ExperienceMemory(store, workspace.training)
+            # Heron's supplier: no search for Plover's words or file named after Plover shows it.
+            assert memory.correct_run(run.run_id, "Ferrow Instruments") is None
+            first = memory.correct_run(run.run_id, "EUR 1,200,000")  # the user slipped: the budget
+            assert first is not None and first.answer == "EUR 1,200,000 (projects/plover.md:7)"
+            assert store.get_run(run.run_id).reward("task") == 0.0  # scored on the user's answers
+            second = memory.correct_run(run.run_id, "Blue Fen Devices")
+            assert second is not None and second.answer == "Blue Fen Devices (notes/2024-11-21-meeting.md:3)"
+            assert [e.id for e in ExperienceStore(store).list()] == [second.id]
+            # A run that had the user's answer is kept as it is, confirmed by its task reward.
+            right, _ = _ask(workspace, "Who leads project Heron?",
+                            [SEARCH.replace('"supplier"', '"Heron lead"'),
+                             "Thought: I know the answer\nFinal Answer: Mira Petrakis"], None, loop)
+            kept = memory.correct_run(right.run_id, "Mira Petrakis")
+            assert kept is not None and kept.confirmed_by == "task" and kept.answer == "Mira Petrakis"
+    finally:
+        loop.close()
