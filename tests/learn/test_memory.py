@@ -162,6 +162,10 @@ def test_only_experiences_asked_the_same_way_are_shown(project: Path) -> None:
         assert memory.prepare(agent, other)[1] == []
         any_form = TrainingConfig(memory=MemorySettings(min_form_overlap=0.0))
         assert ExperienceMemory(p.store, any_form).prepare(agent, other)[1] == [kept.id]
+        # A nested question gets none, however it is asked: the grounding check's look-ups take it
+        # step by step, and an example's answer (another chain's end) was copied.
+        nested = "Which port does the owner of service Billing listen on?"
+        assert ExperienceMemory(p.store, any_form).prepare(agent, nested)[1] == []
     finally:
         p.close()
 

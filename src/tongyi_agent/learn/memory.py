@@ -17,7 +17,8 @@ like the question, from the same root and among the ``history_size`` newest, are
 question in the model's own dialect. Only an experience whose question is asked the same way counts
 (``[memory] min_form_overlap`` of the words that remain without names, numbers and paths): a look-up
 about the same project shown before a question that needs two hops or a computation taught the small
-model to stop after one search (learning-curve benchmark).
+model to stop after one search (learning-curve benchmark). A nested question gets no examples at all
+(see :meth:`ExperienceMemory.retrieve`).
 
 Each later recorded run that was shown examples counts as one use of each (see :func:`use_succeeded`
 for what makes a use fail): a failed use extends an experience's failure streak (which lowers its
@@ -35,6 +36,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from tongyi_agent.agent.bridges import chain_of
 from tongyi_agent.agent.context import CHARS_PER_TOKEN
 from tongyi_agent.agent.dialects import DIALECTS, get_dialect
 from tongyi_agent.agent.examples import INTRO, WorkedExample, message_chars, render_examples
@@ -181,8 +183,11 @@ class ExperienceMemory:
         return self.training.prompt_optimization.use_history and self.training.memory.examples > 0
 
     def retrieve(self, question: str, root: str) -> list[Experience]:
-        """The experiences to show for ``question``: most similar first, each asked the same way."""
-        if not self.enabled:
+        """The experiences to show for ``question``: most similar first, each asked the same way. None
+        for a nested question: the grounding check's look-ups take it step by step (agent/bridges.py),
+        and an example only showed where another question's chain ended, which the small model
+        copied ("Brightmoor Research", the organisation of another project's lead)."""
+        if not self.enabled or chain_of(question) is not None:
             return []
         recent = self.training.prompt_optimization.history_size
         form = question_form(question)
