@@ -15,7 +15,8 @@ import typer
 from tongyi_agent.cli.console import fail, out
 
 if TYPE_CHECKING:
-    from tongyi_agent.store import Experience, ExperienceStore
+    from tongyi_agent.learn.workspace import TrainingWorkspace
+    from tongyi_agent.store import Experience, ExperienceStore, TrajectoryStore
 
 # The store and the configuration are imported by the commands that use them, so that
 # `tongyi-cli --help` does not pay for them.
@@ -31,20 +32,30 @@ IdArgument = Annotated[int, typer.Argument(metavar="ID", help="Experience id (fr
 
 
 @contextmanager
-def _experiences(root: Path) -> Iterator[ExperienceStore]:
-    """The project's experiences; a project without training data has none (nothing is created)."""
+def _project(root: Path) -> Iterator[tuple[TrainingWorkspace, TrajectoryStore]]:
+    """The project's training workspace and store; a project without training data is an error (nothing
+    is created), as is any store or config error raised inside, reported in one line."""
     from tongyi_agent.config import ConfigError
     from tongyi_agent.learn.workspace import TrainingWorkspace
-    from tongyi_agent.store import ExperienceStore, StoreError
+    from tongyi_agent.store import StoreError
 
     try:
         workspace = TrainingWorkspace.load(root)
         if not workspace.has_data():
             raise StoreError(f"no training data under {workspace.store_path.parent}: record runs with --train")
         with workspace.open_store() as store:
-            yield ExperienceStore(store)
+            yield workspace, store
     except (ConfigError, StoreError, ValueError) as exc:
         raise fail(str(exc.args[0]) if isinstance(exc, StoreError) and exc.args else str(exc)) from None
+
+
+@contextmanager
+def _experiences(root: Path) -> Iterator[ExperienceStore]:
+    """The project's experiences (see :func:`_project`)."""
+    from tongyi_agent.store import ExperienceStore
+
+    with _project(root) as (_, store):
+        yield ExperienceStore(store)
 
 
 def _when(timestamp: float | None) -> str:
@@ -130,23 +141,14 @@ def correct(run: Annotated[str, typer.Argument(metavar="RUN", help="Run id or it
     it right becomes an example, and for a wrong one the memory looks for the one search (or the small
     file) in the run's folder that shows the answer and keeps that as the example instead. Exits 1 when
     the folder states the answer nowhere it can find."""
-    from tongyi_agent.config import ConfigError
     from tongyi_agent.learn.memory import CORRECTION, ExperienceMemory
-    from tongyi_agent.learn.workspace import TrainingWorkspace
-    from tongyi_agent.store import StoreError
 
     if not answer.strip():
         raise fail("ANSWER is empty: give the right answer to the run's question")
-    try:
-        workspace = TrainingWorkspace.load(root)
-        if not workspace.has_data():
-            raise StoreError(f"no training data under {workspace.store_path.parent}: record runs with --train")
-        with workspace.open_store() as store:
-            run_id = store.resolve_run_id(run)
-            kept = ExperienceMemory(store, workspace.training).correct_run(run_id, answer)
-            question = store.get_run(run_id).question
-    except (ConfigError, StoreError, ValueError) as exc:
-        raise fail(str(exc.args[0]) if isinstance(exc, StoreError) and exc.args else str(exc)) from None
+    with _project(root) as (workspace, store):
+        run_id = store.resolve_run_id(run)
+        kept = ExperienceMemory(store, workspace.training).correct_run(run_id, answer)
+        question = store.get_run(run_id).question
     if kept is None:
         out.print(f"Recorded {answer!r} as the answer to run {run_id[:12]}, but no search or small file in its "
                   f"folder shows it, so no example was kept: {question}", markup=False)

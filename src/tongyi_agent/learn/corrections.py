@@ -81,7 +81,7 @@ def find_correction(question: str, root: Path, reference: Reference) -> Correcti
         return None
     ctx = ToolContext(root=root)
     path_answer = _existing_path(root, reference.answer)
-    for query in list(_queries(question))[:MAX_SEARCHES]:
+    for query in itertools.islice(_queries(question), MAX_SEARCHES):
         result = _call(search_files, ctx, query=query)
         best = result.sources[0] if result is not None and result.sources else None
         if best is None:
@@ -141,12 +141,11 @@ def _existing_path(root: Path, answer: str | None) -> str | None:
     """The answer when it is the path of a file under ``root`` (a "which file" question)."""
     if not answer or ("/" not in answer and "." not in answer):
         return None
-    candidate = (root / answer.strip()).resolve()
-    try:
-        candidate.relative_to(root.resolve())
-    except ValueError:
+    top = root.resolve()
+    candidate = (top / answer.strip()).resolve()
+    if not candidate.is_relative_to(top) or not candidate.is_file():
         return None
-    return candidate.relative_to(root.resolve()).as_posix() if candidate.is_file() else None
+    return candidate.relative_to(top).as_posix()
 
 
 def _answer(reference: Reference, line: SourceRef) -> str:

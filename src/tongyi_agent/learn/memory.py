@@ -43,7 +43,7 @@ from tongyi_agent.agent.examples import INTRO, WorkedExample, message_chars, ren
 from tongyi_agent.agent.loop import Agent
 from tongyi_agent.config.training import TrainingConfig
 from tongyi_agent.learn.corrections import Reference, find_correction
-from tongyi_agent.learn.evaluation.rewards import contains_answer, f1
+from tongyi_agent.learn.evaluation.rewards import answer_score
 from tongyi_agent.learn.evaluation.tasks import CONFIRMED as CONFIRMED_FEEDBACK
 from tongyi_agent.llm.base import ChatResponse, ToolCall
 from tongyi_agent.store import (
@@ -278,7 +278,7 @@ class ExperienceMemory:
         earlier = self.experiences.by_run(run.id)
         if earlier is not None and earlier.confirmed_by == CORRECTION:  # the user's latest answer replaces it
             self.experiences.forget(earlier.id)
-        score = max(contains_answer(run.answer, answer), f1(run.answer, answer))
+        score = answer_score(run.answer, answer)
         self.store.add_reward(run.id, RewardRecord("task", score, "user", f"user's answer: {answer}", time.time()))
         run = self.store.get_run(run_id)
         return self.review(run) or self.correct(run, reference)

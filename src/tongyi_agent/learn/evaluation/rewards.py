@@ -196,18 +196,23 @@ def regex_match(prediction: str, pattern: str) -> float:
 
 
 def task_reward(result: RunResult, answer: str | None = None, answer_regex: str | None = None) -> float | None:
-    """task: the best of three checks of the run's answer, or None when the task gives neither:
-    1 if answer_regex matches it; 1 if it contains the reference answer (after SQuAD normalisation);
-    else the SQuAD token F1 against the reference. ("Not found" answers are scored like any other, so a
-    task may expect an abstention.)
+    """task: :func:`answer_score` of the run's answer."""
+    return answer_score(result.answer, answer, answer_regex)
+
+
+def answer_score(prediction: str, answer: str | None = None, answer_regex: str | None = None) -> float | None:
+    """The best of three checks of an answer, or None when the task gives neither: 1 if answer_regex
+    matches it; 1 if it contains the reference answer (after SQuAD normalisation); else the SQuAD token
+    F1 against the reference. ("Not found" answers are scored like any other, so a task may expect an
+    abstention.)
     """
     if answer is None and answer_regex is None:
         return None
     scores = [0.0]
     if answer_regex is not None:
-        scores.append(regex_match(result.answer, answer_regex))
+        scores.append(regex_match(prediction, answer_regex))
     if answer is not None:
-        scores += [contains_answer(result.answer, answer), f1(result.answer, answer)]
+        scores += [contains_answer(prediction, answer), f1(prediction, answer)]
     return max(scores)
 
 
