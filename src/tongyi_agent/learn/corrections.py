@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from tongyi_agent.agent.bridges import chain_of
+from tongyi_agent.learn.computations import programs
 from tongyi_agent.learn.evaluation.rewards import contains_answer, regex_match
 from tongyi_agent.tools.base import SourceRef, ToolContext, ToolError, ToolResult
 from tongyi_agent.tools.read_file import read_file
+from tongyi_agent.tools.run_python import run_python
 from tongyi_agent.tools.search_files import search_files
 from tongyi_agent.tools.walk import iter_files
 
@@ -68,8 +70,9 @@ class Correction:
 
     def trajectory(self, observation_chars: int) -> dict[str, Any]:
         """In the compact form experiences keep (learn/memory.py)."""
-        thought = ("I will search for the question's words." if self.tool == "search_files"
-                   else f"I will read {self.arguments.get('path')}.")
+        thought = {"search_files": "I will search for the question's words.",
+                   "run_python": "I will compute it from the data with a short program."}.get(
+                       self.tool, f"I will read {self.arguments.get('path')}.")
         return {"steps": [{"thought": thought, "tool": self.tool, "arguments": self.arguments,
                            "observation": self.observation[:observation_chars]}],
                 "cited": [{"path": self.cited.path, "line": self.cited.line, "text": self.cited.text}]}
@@ -81,6 +84,10 @@ def find_correction(question: str, root: Path, reference: Reference) -> Correcti
         return None
     ctx = ToolContext(root=root)
     path_answer = _existing_path(root, reference.answer)
+    if path_answer is None:
+        computed = _computed_correction(ctx, question, reference)
+        if computed is not None:
+            return computed
     for query in itertools.islice(_queries(question), MAX_SEARCHES):
         result = _call(search_files, ctx, query=query)
         best = result.sources[0] if result is not None and result.sources else None
@@ -92,6 +99,16 @@ def find_correction(question: str, root: Path, reference: Reference) -> Correcti
             return Correction("search_files", {"query": query}, result.output, best, _answer(reference, best))
     if path_answer is None:
         return _read_correction(ctx, question, reference)
+    return None
+
+
+def _computed_correction(ctx: ToolContext, question: str, reference: Reference) -> Correction | None:
+    """A program that computes the answer from a table the question names (learn/computations.py)."""
+    for code in programs(question, ctx.root, _names(question)):
+        result = _call(run_python, ctx, code=code)
+        holding = [s for s in result.sources if reference.holds(s.text)] if result is not None else []
+        if holding:
+            return Correction("run_python", {"code": code}, result.output, holding[0], _answer(reference, holding[0]))
     return None
 
 
