@@ -144,6 +144,25 @@ def test_a_wrong_task_run_leaves_a_correction_that_later_questions_are_shown(fol
         loop.close()
 
 
+def test_a_run_wrong_on_a_computed_answer_leaves_a_program(folder: Path) -> None:
+    workspace = TrainingWorkspace.load(folder, enabled=True)
+    loop = LoopRunner()
+    try:
+        question = ("What is the highest latency_ms value in project Plover's measurements "
+                    "(data/plover_measurements.csv)?")
+        guess = "Thought: I know the answer\nFinal Answer: 250.0"
+        wrong, _ = _ask(workspace, question, [guess, guess], "301.5", loop)
+        with workspace.open_store() as store:
+            kept = ExperienceStore(store).by_run(wrong.run_id)
+        assert kept is not None and kept.confirmed_by == CORRECTION
+        assert kept.answer == "301.5 (data/plover_measurements.csv)"
+        step = kept.trajectory["steps"][0]
+        assert step["tool"] == "run_python" and "max(values)" in step["arguments"]["code"]
+        assert "301.5" in step["observation"]  # what the sandboxed program printed
+    finally:
+        loop.close()
+
+
 def test_the_users_answer_scores_the_run_and_a_later_one_replaces_the_correction(folder: Path) -> None:
     workspace = TrainingWorkspace.load(folder, enabled=True)
     loop = LoopRunner()
