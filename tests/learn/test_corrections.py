@@ -179,6 +179,11 @@ def test_the_users_answer_scores_the_run_and_a_later_one_replaces_the_correction
             second = memory.correct_run(run.run_id, "Blue Fen Devices")
             assert second is not None and second.answer == "Blue Fen Devices (notes/2024-11-21-meeting.md:3)"
             assert [e.id for e in ExperienceStore(store).list()] == [second.id]
+            # The user's latest answer replaces their earlier scores instead of averaging with them.
+            again = memory.correct_run(run.run_id, "supplier A")
+            assert store.get_run(run.run_id).reward("task") == 1.0
+            assert again is not None and again.confirmed_by == "task"
+            assert [e.id for e in ExperienceStore(store).list()] == [again.id]
             # A run that had the user's answer is kept as it is, confirmed by its task reward.
             right, _ = _ask(workspace, "Who leads project Heron?",
                             [SEARCH.replace('"supplier"', '"Heron lead"'),

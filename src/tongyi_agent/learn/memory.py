@@ -272,14 +272,15 @@ class ExperienceMemory:
     def correct_run(self, run_id: str, answer: str) -> Experience | None:
         """The user says ``answer`` is the right answer to run ``run_id``: score the run on it (a
         ``task`` reward, source ``user``), then keep the run if it had it right, else a correction.
-        A correction kept from an earlier answer is replaced. Returns the experience kept, if any."""
+        A correction and a score kept from an earlier answer are replaced. Returns the experience kept, if any."""
         run = self.store.get_run(run_id)
         reference = Reference(answer)
         earlier = self.experiences.by_run(run.id)
         if earlier is not None and earlier.confirmed_by == CORRECTION:  # the user's latest answer replaces it
             self.experiences.forget(earlier.id)
         score = answer_score(run.answer, answer)
-        self.store.add_reward(run.id, RewardRecord("task", score, "user", f"user's answer: {answer}", time.time()))
+        self.store.add_reward(run.id, RewardRecord("task", score, "user", f"user's answer: {answer}", time.time()),
+                              replace=True)  # the user's latest answer is the reference, not an average
         run = self.store.get_run(run_id)
         return self.review(run) or self.correct(run, reference)
 

@@ -114,11 +114,16 @@ class TrajectoryStore:
         self._write(write)
         return run.id
 
-    def add_reward(self, run_id: str, reward: RewardRecord) -> None:
+    def add_reward(self, run_id: str, reward: RewardRecord, *, replace: bool = False) -> None:
+        """Add a reward to a run; with ``replace``, the run's earlier rewards of the same name and
+        source go (a user's later answer to a run supersedes their earlier one instead of averaging)."""
         row = self._reward_row(run_id, reward, time.time())
 
         def write(conn: sqlite3.Connection) -> None:
             self._require_run(run_id)
+            if replace:
+                conn.execute("DELETE FROM rewards WHERE run_id = ? AND name = ? AND source = ?",
+                             (run_id, reward.name, reward.source))
             conn.execute(INSERT_REWARD, row)
 
         self._write(write)
