@@ -171,7 +171,7 @@ def test_correct_keeps_the_search_that_shows_the_users_answer(runner: CliRunner,
     run = _ask(runner, openai_server, project, "Which supplier did the team choose for project Plover?", "--train")
 
     unknown = _memory(runner, project, "correct", run["run_id"][:8], "Kettle Point Sensors")
-    assert unknown.exit_code == 1 and "no search or small file" in unknown.stdout
+    assert unknown.exit_code == 1 and "no search, small file or program" in unknown.stdout
     assert json.loads(_memory(runner, project, "list", "--json").stdout) == []
 
     fixed = _memory(runner, project, "correct", run["run_id"][:8], "Blue Fen Devices")

@@ -139,8 +139,9 @@ def correct(run: Annotated[str, typer.Argument(metavar="RUN", help="Run id or it
             root: RootOption = Path(".")) -> None:
     """Tell the assistant the right answer to a recorded run. The run is scored on it; a run that had
     it right becomes an example, and for a wrong one the memory looks for the one search (or the small
-    file) in the run's folder that shows the answer and keeps that as the example instead. Exits 1 when
-    the folder states the answer nowhere it can find."""
+    file, or for a computed answer the short run_python program over the table the question names) in
+    the run's folder that shows the answer and keeps that as the example instead. Exits 1 when it finds
+    none that does."""
     from tongyi_agent.learn.memory import CORRECTION, ExperienceMemory
 
     if not answer.strip():
@@ -150,8 +151,8 @@ def correct(run: Annotated[str, typer.Argument(metavar="RUN", help="Run id or it
         kept = ExperienceMemory(store, workspace.training).correct_run(run_id, answer)
         question = store.get_run(run_id).question
     if kept is None:
-        out.print(f"Recorded {answer!r} as the answer to run {run_id[:12]}, but no search or small file in its "
-                  f"folder shows it, so no example was kept: {question}", markup=False)
+        out.print(f"Recorded {answer!r} as the answer to run {run_id[:12]}, but no search, small file or program in "
+                  f"its folder shows it, so no example was kept: {question}", markup=False)
         raise typer.Exit(1)
     how = "the run had it right" if kept.confirmed_by != CORRECTION else "a correction of the run"
     step = kept.trajectory["steps"][0]
