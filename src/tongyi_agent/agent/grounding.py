@@ -18,6 +18,7 @@ from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from tongyi_agent.agent.bridges import Bridge, Chain, about_bridge, bridge, chain_of, next_bridge
+from tongyi_agent.agent.cited import cited_lines, cited_texts
 from tongyi_agent.agent.dates import DATE_PATTERNS, iso, iso_of
 from tongyi_agent.agent.periods import PeriodCheck, in_period, period_check
 from tongyi_agent.agent.prompts import load_prompt
@@ -254,6 +255,10 @@ def check_answer(answer: str, tool_outputs: Iterable[str], question: str = "") -
         paths = answered_paths(answer)
         unsupported += [Fact(p, "path") for p in paths if not any(p in output for output in outputs)] if paths \
             else [Fact("a file", "type")]
+    cited = cited_texts(answer, outputs) if facts else None
+    if cited is not None and not Corpus(cited[1]).contains_any(facts):
+        # "EUR 1,470,000 (projects/lapwing.md:10)" where line 10 says EUR 1,405,000 (agent/cited.py)
+        unsupported.append(Fact(cited[0], "cited"))
     counted = any(f.kind == "count" for f in unsupported)
     return Grounding(facts, list(dict.fromkeys(unsupported)), subjects if facts or counts or counted else [],
                      [(name, n) for name, n, _ in counts], counts[0][2] if counts else None, nowhere, period)
@@ -337,6 +342,7 @@ def _names(text: str, subjects: list[Fact]) -> bool:
 
 
 LOOKUP_GROUPS = 4  # search groups a look-up shows
+CITED_CONTEXT = 2  # lines shown around a cited line that does not state the answer (an off-by-one citation)
 
 
 class GroundingGate:
@@ -386,6 +392,12 @@ class GroundingGate:
                                    arguments={"path": path, "start_line": first, "end_line": last})
             did = f'I read section "{check.counts[0][0]}" ({path}, lines {first}-{last}), which lists ' \
                   f"{check.counts[0][1]} items"
+        elif (cited := next((f for f in check.unsupported if f.kind == "cited"), None)) and "read_file" in tools:
+            path, first, last = cited_lines(cited.text)[0]
+            start = max(1, first - CITED_CONTEXT)
+            self.lookup = ToolCall(id="grounding_lookup", name="read_file",
+                                   arguments={"path": path, "start_line": start, "end_line": last + CITED_CONTEXT})
+            did = f"I read the lines around the one it cites ({cited.text})"
         elif self._period is not None and "search_files" in tools:
             self.lookup, did = _period_lookup(self._period)
         elif "search_files" in tools:
@@ -509,7 +521,7 @@ def _why(check: Grounding) -> str:
     about = " about " + ", ".join(f'"{f.text}"' for f in check.subjects) if check.subjects and not check.period else ""
     reasons = []
     # The values themselves are not repeated: a small model shown its rejected value answered it again.
-    kinds = [f.kind for f in check.unsupported if f.kind not in ("count", "restated", "type", "period")
+    kinds = [f.kind for f in check.unsupported if f.kind not in ("count", "restated", "type", "period", "cited")
              and f not in check.subjects]
     if kinds:
         listed = " and ".join(dict.fromkeys(_KIND_WORDS.get(k, k) for k in kinds))
@@ -527,6 +539,8 @@ def _why(check: Grounding) -> str:
             reasons.append("its count cannot come from the files yet.")
         elif fact.kind == "type":
             reasons.append(f"the question asks which {fact.text.split()[-1]}, and the answer names none.")
+        elif fact.kind == "cited":
+            reasons.append(f"the line it cites ({fact.text}) does not state what it answers.")
         elif fact.kind == "restated":
             reasons.append("it only repeats the question and does not give what was asked.")
     if check.failed_period is not None:
