@@ -87,3 +87,14 @@ async def test_the_loop_shows_the_cited_lines_and_accepts_the_value_they_state(t
     [note] = [s.text for s in result.steps if isinstance(s, NoteStep)]
     assert "- Budget: EUR 1,405,000" in note  # the cited line itself, inside the note
     assert result.model_calls == 3 and model.remaining == 0
+
+
+async def test_a_citation_still_off_after_the_retry_is_marked(tmp_path: Path) -> None:
+    (tmp_path / "projects").mkdir()
+    (tmp_path / "projects" / "lapwing.md").write_text("# Project Lapwing\n\n- Budget: EUR 1,405,000\n- Lead: Tariq\n")
+    search = ChatResponse(content="", tool_calls=[ToolCall("c1", "search_files", {"query": "Lapwing"})])
+    model = ScriptedModel([search, "Tariq Oyelaran leads it (projects/lapwing.md:3)",
+                           "Tariq Oyelaran leads it (projects/lapwing.md:3)"])
+    result = await Agent(model, default_registry(), NativeDialect(), tmp_path).run(BUDGET)
+    assert result.grounded is False
+    assert "projects/lapwing.md:3 (the cited line does not state the answer)" in result.unsupported

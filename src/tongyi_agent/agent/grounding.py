@@ -110,7 +110,8 @@ class Grounding:
         return self.period if failed else None
 
     def unsupported_texts(self) -> list[str]:
-        return [f.text for f in self.unsupported]
+        return [f"{f.text} (the cited line does not state the answer)" if f.kind == "cited" else f.text
+                for f in self.unsupported]
 
     @property
     def absent_subjects(self) -> list[Fact]:
