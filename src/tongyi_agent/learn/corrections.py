@@ -11,9 +11,10 @@ tools, so the example shows a real result; the answer shown is the known one, wi
 stands on.
 
 Only calls a later question can repeat with its own names are kept: the question's words, or a file
-named after its subject. A nested question ("the organisation of the lead of ...") needs more than
-one look-up (agent/bridges.py takes it step by step), and an answer no file states (a computed
-mean) has no line to find: neither gets a correction.
+named after its subject. An answer no file states (a computed mean) has no line to find: it gets the
+short program that computes it instead (learn/computations.py), tried first. A nested question ("the
+organisation of the lead of ...") needs more than one look-up (agent/bridges.py takes it step by
+step) and gets no correction.
 """
 
 from __future__ import annotations
