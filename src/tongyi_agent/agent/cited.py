@@ -15,9 +15,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from tongyi_agent.tools.search_results import section_place
+
 _CITED = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*[\w-][\w.-]*\.[A-Za-z]\w{0,4}):(\d+)(?:-(\d+))?")
 _SEARCH_LINE = re.compile(r"^((?:[\w.-]+/)*[\w.-]+)([:-])(\d+)\2 ?(.*)$")
-_HEADER = re.compile(r"^\[([^,\]\s]+)[,\]]")
 _NUMBERED = re.compile(r"^(\d+): ?(.*)$")
 MAX_SPAN = 20  # a cited range longer than this is a section, not a line: not judged
 
@@ -40,9 +41,9 @@ def seen_lines(outputs: Iterable[str]) -> dict[tuple[str, int], str]:
     for output in outputs:
         current: str | None = None
         for line in output.splitlines():
-            header = _HEADER.match(line)
-            if header:
-                current = header.group(1)
+            place = section_place(line)  # `[path, section "...":]`, the one header that names a file
+            if place is not None:
+                current = place[0]
                 continue
             hit = _SEARCH_LINE.match(line)
             if hit and ("/" in hit.group(1) or "." in hit.group(1)):
