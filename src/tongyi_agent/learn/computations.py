@@ -115,31 +115,30 @@ def _selections(question: str, table: Path) -> list[Selection]:
     text column (a long table of date, metric, value) with the numeric column beside it."""
     try:
         with table.open(encoding="utf-8", newline="") as handle:
-            rows = list(csv.DictReader(handle, delimiter=TABLE_SUFFIXES[table.suffix.lower()]))
+            read = list(csv.DictReader(handle, delimiter=TABLE_SUFFIXES[table.suffix.lower()]))
     except (OSError, UnicodeDecodeError, csv.Error):
         return []
-    if not rows:
+    if not read:
         return []
-    columns = [c for c in rows[0] if isinstance(c, str)]
-    numeric = [c for c in columns if all(_NUMBER.fullmatch((r.get(c) or "").strip()) for r in rows
-                                         if (r.get(c) or "").strip())
-               and any((r.get(c) or "").strip() for r in rows)]
+    columns = [c for c in read[0] if isinstance(c, str)]
+    # Cells stripped once; a missing cell is empty. (The program itself reads the table as it is.)
+    rows = [{c: (r.get(c) or "").strip() for c in columns} for r in read]
+    numeric = [c for c in columns if all(_NUMBER.fullmatch(r[c]) for r in rows if r[c]) and any(r[c] for r in rows)]
     words = set(re.findall(r"[\w-]+", question.lower()))
     found: list[Selection] = []
     for column in numeric:
         if column.lower() in words:
             found.append(Selection(column, _integers(rows, column)))
     for key in (c for c in columns if c not in numeric):
-        metrics = sorted({(r.get(key) or "").strip() for r in rows} - {""})
+        metrics = sorted({r[key] for r in rows} - {""})
         for metric in (m for m in metrics if m.lower() in words):
-            chosen = [r for r in rows if (r.get(key) or "").strip() == metric]
+            chosen = [r for r in rows if r[key] == metric]
             found += [Selection(column, _integers(chosen, column), key, metric) for column in numeric]
     return found
 
 
 def _integers(rows: list[dict[str, str]], column: str) -> bool:
-    cells = [(r.get(column) or "").strip() for r in rows]
-    return all(_INTEGER.fullmatch(c) for c in cells if c)
+    return all(_INTEGER.fullmatch(r[column]) for r in rows if r[column])
 
 
 def _program(path: str, delimiter: str, selection: Selection, operation: Operation, decimals: int) -> str:

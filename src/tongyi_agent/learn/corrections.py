@@ -106,10 +106,9 @@ def find_correction(question: str, root: Path, reference: Reference) -> Correcti
 def _computed_correction(ctx: ToolContext, question: str, reference: Reference) -> Correction | None:
     """A program that computes the answer from a table the question names (learn/computations.py)."""
     for code in programs(question, ctx.root, _names(question)):
-        result = _call(run_python, ctx, code=code)
-        holding = [s for s in result.sources if reference.holds(s.text)] if result is not None else []
-        if holding:
-            return Correction("run_python", {"code": code}, result.output, holding[0], _answer(reference, holding[0]))
+        found = _showing(reference, "run_python", {"code": code}, _call(run_python, ctx, code=code))
+        if found is not None:
+            return found
     return None
 
 
@@ -122,14 +121,19 @@ def _read_correction(ctx: ToolContext, question: str, reference: Reference) -> C
         if (file.suffix.lower() in DATA_SUFFIXES or file.stat().st_size > MAX_FILE_CHARS
                 or not names & set(re.split(r"[^a-z0-9]+", relative.lower()))):
             continue
-        result = _call(read_file, ctx, path=relative)
-        if result is None:
-            continue
-        holding = [s for s in result.sources if reference.holds(s.text)]
-        if holding:
-            return Correction("read_file", {"path": relative}, result.output, holding[0],
-                              _answer(reference, holding[0]))
+        found = _showing(reference, "read_file", {"path": relative}, _call(read_file, ctx, path=relative))
+        if found is not None:
+            return found
     return None
+
+
+def _showing(reference: Reference, tool: str, arguments: dict[str, Any],
+             result: ToolResult | None) -> Correction | None:
+    """The correction made of a call whose result has a source holding the answer, else None."""
+    if result is None:
+        return None
+    holding = [s for s in result.sources if reference.holds(s.text)]
+    return Correction(tool, arguments, result.output, holding[0], _answer(reference, holding[0])) if holding else None
 
 
 def _queries(question: str) -> Iterator[str]:
